@@ -1,0 +1,48 @@
+"""The JSON sidecar written beside every exported TorchScript file.
+
+It is what lets the serving code stay detector-agnostic: the label list the
+module's integer labels index, the default threshold chosen for that model,
+and the provenance (weights id, versions, checksum) an operator needs to trust
+what is being served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MODEL_FILE = "model.pt"
+CARD_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    architecture: str
+    weights: str
+    categories: list[str]
+    score_threshold: float
+    sha256: str
+    torch_version: str
+    torchvision_version: str
+    random_init: bool = False
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / CARD_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> "ModelCard":
+        return cls(**json.loads((Path(directory) / CARD_FILE).read_text()))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
