@@ -1,0 +1,74 @@
+"""Every runtime setting, read once from the environment (documented in the README).
+
+Both services build one :class:`Settings` at start; nothing else reads the
+environment, so the list here is the whole configuration surface.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "artifacts" / "model"
+
+
+def _env_float(env: dict[str, str], name: str, default: float | None) -> float | None:
+    raw = env.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def default_torch_threads(cpu_count: int, model_processes: int) -> int:
+    """Split the cores between the processes that each hold a model, never below one."""
+    return max(1, cpu_count // max(1, model_processes))
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Limits on fetching a caller's URL; see model.fetch for why each exists."""
+
+    connect_timeout: float = 3.0
+    read_timeout: float = 5.0
+    deadline: float = 10.0
+    max_bytes: int = 20 * 1024 * 1024
+    max_redirects: int = 3
+    allowlist: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path = DEFAULT_MODEL_DIR
+    score_threshold: float | None = None
+    torch_threads: int = 1
+    max_image_pixels: int = 50_000_000
+    max_side: int = 1333
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        model_processes = _env_int(env, "DETECTOR_MODEL_PROCESSES", 3)
+        allow = tuple(item.strip() for item in env.get("DETECTOR_URL_ALLOWLIST", "").split(",") if item.strip())
+        return cls(
+            model_dir=Path(env.get("DETECTOR_MODEL_DIR") or DEFAULT_MODEL_DIR),
+            score_threshold=_env_float(env, "DETECTOR_SCORE_THRESHOLD", None),
+            torch_threads=_env_int(
+                env, "DETECTOR_TORCH_THREADS", default_torch_threads(os.cpu_count() or 1, model_processes)
+            ),
+            max_image_pixels=_env_int(env, "DETECTOR_MAX_IMAGE_PIXELS", 50_000_000),
+            max_side=_env_int(env, "DETECTOR_MAX_SIDE", 1333),
+            fetch=FetchPolicy(
+                connect_timeout=float(_env_float(env, "DETECTOR_CONNECT_TIMEOUT", 3.0)),
+                read_timeout=float(_env_float(env, "DETECTOR_READ_TIMEOUT", 5.0)),
+                deadline=float(_env_float(env, "DETECTOR_FETCH_DEADLINE", 10.0)),
+                max_bytes=_env_int(env, "DETECTOR_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
+                max_redirects=_env_int(env, "DETECTOR_MAX_REDIRECTS", 3),
+                allowlist=allow,
+            ),
+        )

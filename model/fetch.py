@@ -1,0 +1,221 @@
+"""Fetch a caller-supplied image URL without opening a way into the service's network.
+
+A detection service that fetches any URL is a server-side request forgery
+tool unless it refuses internal addresses. The checks here:
+
+* only ``http``/``https``, no credentials in the URL;
+* the host is resolved once, every address is checked, and the connection goes
+  to the checked address (Host header and TLS SNI/verification keep the name),
+  so a DNS answer that changes between check and connect cannot slip through;
+* redirects are followed by hand, each hop checked the same way, at most N;
+* connect/read timeouts plus an overall deadline, and a byte cap on the body
+  that stops reading as soon as it is exceeded.
+
+Private addresses are allowed only when listed in ``DETECTOR_URL_ALLOWLIST``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError, LocationParseError, NewConnectionError, ProtocolError
+from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError, SSLError
+
+from model.config import FetchPolicy
+from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamTimeout
+
+_REDIRECTS = {301, 302, 303, 307, 308}
+_CHUNK = 64 * 1024
+_USER_AGENT = "instance-detector/1.0"
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    data: bytes
+    content_type: str
+    url: str
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    host_header: str
+
+
+def parse_url(url: str) -> _Target:
+    """Validate the URL's form; raises InvalidURL with the reason."""
+    if not url or len(url) > 4096:
+        raise InvalidURL("url must be a non-empty string of at most 4096 characters")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"malformed url: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InvalidURL("only http and https URLs are supported")
+    if not parts.hostname:
+        raise InvalidURL("url has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidURL("credentials in the url are not allowed")
+    host = parts.hostname
+    port = port or (443 if scheme == "https" else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    default_port = port == (443 if scheme == "https" else 80)
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if default_port else f"{shown}:{port}"
+    return _Target(scheme, host, port, path, host_header)
+
+
+class Allowlist:
+    """Hosts and networks an operator explicitly allows even though they are not public."""
+
+    def __init__(self, entries: tuple[str, ...]):
+        self._hosts: set[str] = set()
+        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in entries:
+            try:
+                self._networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self._hosts.add(entry.lower().rstrip("."))
+
+    def allows(self, host: str, address: IPAddress) -> bool:
+        if host.lower().rstrip(".") in self._hosts:
+            return True
+        return any(address.version == net.version and address in net for net in self._networks)
+
+
+def is_public(address: IPAddress) -> bool:
+    """True only for globally routable unicast addresses (IPv4-mapped IPv6 judged as IPv4)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped or address.sixtofour
+        if mapped is not None:
+            return is_public(mapped)
+        if address.teredo is not None:
+            return False
+    if (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+    ):
+        return False
+    return address.is_global
+
+
+def resolve_checked(host: str, port: int, allowlist: Allowlist) -> IPAddress:
+    """Resolve once and return an address that may be contacted; every answer must pass."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UpstreamError(f"could not resolve host {host!r}: {exc}") from None
+    addresses = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not (is_public(address) or allowlist.allows(host, address)):
+            raise AddressNotAllowed(f"host {host!r} resolves to a non-public address ({address})")
+        addresses.append(address)
+    if not addresses:
+        raise UpstreamError(f"host {host!r} has no address")
+    return addresses[0]
+
+
+class Fetcher:
+    """One fetch policy, applied to every URL; thread-safe (no shared connection state)."""
+
+    def __init__(self, policy: FetchPolicy):
+        self.policy = policy
+        self.allowlist = Allowlist(policy.allowlist)
+
+    def fetch(self, url: str, timeout: float | None = None) -> FetchedImage:
+        """Download ``url``; ``timeout`` (e.g. a gRPC client's deadline) can only shorten the policy's."""
+        budget = self.policy.deadline if timeout is None else min(self.policy.deadline, timeout)
+        deadline = time.monotonic() + budget
+        current = url
+        for _ in range(self.policy.max_redirects + 1):
+            target = parse_url(current)
+            address = resolve_checked(target.host, target.port, self.allowlist)
+            response = self._request(target, address, deadline)
+            try:
+                if response.status in _REDIRECTS:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise UpstreamError(f"upstream redirect {response.status} without a Location")
+                    current = urljoin(current, location)
+                    continue
+                if response.status >= 400:
+                    raise UpstreamError(f"upstream answered HTTP {response.status}")
+                data = self._read_capped(response, deadline)
+                return FetchedImage(data, response.headers.get("Content-Type", ""), current)
+            finally:
+                response.release_conn()
+        raise UpstreamError(f"more than {self.policy.max_redirects} redirects")
+
+    def _remaining(self, deadline: float) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise UpstreamTimeout("fetching the image ran out of time")
+        return left
+
+    def _request(self, target: _Target, address: IPAddress, deadline: float) -> urllib3.BaseHTTPResponse:
+        left = self._remaining(deadline)
+        timeout = urllib3.Timeout(
+            connect=min(self.policy.connect_timeout, left), read=min(self.policy.read_timeout, left)
+        )
+        common = dict(port=target.port, timeout=timeout, retries=False, maxsize=1)
+        if target.scheme == "https":
+            pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+                str(address), server_hostname=target.host, assert_hostname=target.host, **common
+            )
+        else:
+            pool = urllib3.HTTPConnectionPool(str(address), **common)
+        headers = {"Host": target.host_header, "User-Agent": _USER_AGENT, "Accept": "image/*"}
+        try:
+            return pool.urlopen(
+                "GET", target.path, headers=headers, redirect=False, preload_content=False,
+                retries=False, assert_same_host=False,
+            )
+        except NewConnectionError:  # a subclass of ConnectTimeoutError, but a refusal, not a timeout
+            raise UpstreamError(f"could not connect to {target.host}:{target.port}") from None
+        except (ConnectTimeoutError, ReadTimeoutError):
+            raise UpstreamTimeout(f"timed out waiting for {target.host}") from None
+        except SSLError as exc:
+            raise UpstreamError(f"TLS error talking to {target.host}: {exc.__class__.__name__}") from None
+        except (ProtocolError, LocationParseError, HTTPError, OSError) as exc:
+            raise UpstreamError(f"could not fetch from {target.host}: {exc.__class__.__name__}") from None
+
+    def _read_capped(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+        cap = self.policy.max_bytes
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > cap:
+            raise ImageTooLarge(f"image is {int(declared)} bytes; the limit is {cap}")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                self._remaining(deadline)
+                chunk = response.read1(_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > cap:
+                    raise ImageTooLarge(f"image is larger than the limit of {cap} bytes")
+                chunks.append(chunk)
+        except ReadTimeoutError:
+            raise UpstreamTimeout("the image server stopped sending data") from None
+        except (ProtocolError, HTTPError, OSError) as exc:
+            raise UpstreamError(f"the image download failed: {exc.__class__.__name__}") from None
+        return b"".join(chunks)

@@ -1,0 +1,61 @@
+"""Prometheus metrics shared by the HTTP and gRPC processes (multiprocess mode).
+
+Every serving process writes its samples under its transport's directory (see
+:mod:`model.metrics_dir`); the HTTP ``/metrics`` endpoint merges both
+directories, so one scrape sees every gunicorn worker and the gRPC server.
+gunicorn marks dead workers so their live gauges disappear.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+from prometheus_client.metrics_core import Metric
+
+from model.metrics_dir import TRANSPORTS, metrics_root
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+HTTP_INFERENCE_COUNT = Counter(
+    "app_http_inference_count", "POST /predict calls, counted on arrival whatever their outcome."
+)
+GRPC_INFERENCE_COUNT = Counter(
+    "app_grpc_inference_count", "InstanceDetector/Predict calls, counted on arrival whatever their outcome."
+)
+REQUEST_SECONDS = Histogram(
+    "app_request_duration_seconds", "Whole predict request latency.", ["transport"], buckets=_LATENCY_BUCKETS
+)
+STAGE_SECONDS = Histogram(
+    "app_stage_duration_seconds", "Time per pipeline stage (fetch, decode, inference).",
+    ["transport", "stage"], buckets=_LATENCY_BUCKETS,
+)
+ERRORS = Counter("app_request_errors", "Failed predict requests by error code.", ["transport", "code"])
+IN_FLIGHT = Gauge(
+    "app_requests_in_flight", "Predict requests being served.", ["transport"], multiprocess_mode="livesum"
+)
+MODEL_INFO = Gauge(
+    "app_model_info", "The model each process serves (value 1).", ["model", "weights"], multiprocess_mode="max"
+)
+
+
+class _AllTransportsCollector:
+    """One merge over every transport's files: each metric family appears exactly once.
+
+    (A MultiProcessCollector per directory would emit every family twice,
+    which Prometheus rejects as a duplicate.)
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        files = sorted(
+            str(path) for transport in TRANSPORTS for path in (metrics_root() / transport).glob("*.db")
+        )
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
+def render() -> tuple[bytes, str]:
+    """Every gunicorn worker's and the gRPC server's samples, as one exposition."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_AllTransportsCollector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
