@@ -1,0 +1,89 @@
+"""gRPC adapter: ``inference.InstanceDetector/Predict`` over the shared inference core.
+
+Also serves the standard health service (``SERVING`` only once the model is
+warm) and server reflection, so ``grpcurl`` works without the proto file.
+Started by ``python -m grpc_service`` (see ``__main__``), which points
+prometheus_client at its multiprocess directory before this module loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from model.config import Settings
+from model.detector import Detector
+from model.errors import DetectorError
+from model.metrics import GRPC_INFERENCE_COUNT
+from model.pipeline import Pipeline
+from model.serving import configure_logging, serve_predict, start_pipeline
+from proto import inference_pb2, inference_pb2_grpc
+
+log = logging.getLogger("grpc_service")
+
+MAX_MESSAGE_BYTES = 64 * 1024
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"].full_name
+
+
+class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def Predict(self, request: inference_pb2.InstanceDetectorInput, context: grpc.ServicerContext):  # noqa: N802
+        GRPC_INFERENCE_COUNT.inc()
+        try:
+            prediction = serve_predict(self.pipeline, "grpc", request.url, context.time_remaining())
+        except DetectorError as exc:
+            context.abort(getattr(grpc.StatusCode, exc.grpc_status), f"{exc.code}: {exc.message}")
+        return inference_pb2.InstanceDetectorOutput(objects=prediction.labels)
+
+
+def build_server(
+    pipeline: Pipeline, health_servicer: health.HealthServicer, address: str, max_workers: int
+) -> grpc.Server:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    inference_pb2_grpc.add_InstanceDetectorServicer_to_server(InstanceDetectorServicer(pipeline), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    if server.add_insecure_port(address) == 0:
+        raise RuntimeError(f"could not bind gRPC server to {address}")
+    return server
+
+
+def main() -> None:
+    configure_logging()
+    settings = Settings.from_env()
+    address = f"{os.environ.get('DETECTOR_GRPC_HOST', '0.0.0.0')}:{os.environ.get('DETECTOR_GRPC_PORT', '9090')}"
+    health_servicer = health.HealthServicer()
+    for name in (SERVICE_NAME, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def on_ready(_: Detector) -> None:
+        for name in (SERVICE_NAME, ""):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    pipeline = start_pipeline(settings, on_ready)
+    server = build_server(pipeline, health_servicer, address, int(os.environ.get("DETECTOR_GRPC_THREADS", "4")))
+    server.start()
+    log.info("gRPC server listening on %s", address)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    log.info("shutting down gRPC server")
+    server.stop(grace=5).wait()

@@ -1,0 +1,97 @@
+"""Flask adapter: JSON over HTTP in front of the shared inference core.
+
+The success body of ``POST /predict`` is exactly ``{"objects": [...]}``; every
+failure is ``{"error": {"code", "message"}}`` with the status its error type
+carries. Flask's own errors (404, 405, 413, ...) get the same JSON shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from model.config import Settings
+from model.errors import DetectorError, InvalidRequest
+from model.metrics import HTTP_INFERENCE_COUNT, render
+from model.pipeline import Pipeline
+from model.serving import configure_logging, record_error, serve_predict, start_pipeline
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 16 * 1024
+
+
+def _error(status: int, code: str, message: str) -> tuple[Response, int]:
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def _read_url() -> str:
+    """The ``url`` field of a JSON object body, or InvalidRequest saying what is wrong."""
+    body: Any = request.get_json(force=True, silent=True)
+    if body is None:
+        raise InvalidRequest('body must be JSON: {"url": "<image url>"}')
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    url = body.get("url")
+    if not isinstance(url, str):
+        raise InvalidRequest('field "url" is required and must be a string')
+    return url
+
+
+def create_app(pipeline: Pipeline) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.post("/predict")
+    def predict() -> Any:
+        HTTP_INFERENCE_COUNT.inc()
+        url = ""
+        try:
+            url = _read_url()
+            prediction = serve_predict(pipeline, "http", url)
+        except InvalidRequest as exc:
+            record_error("http", exc.code, url, exc.message)
+            return _error(exc.http_status, exc.code, exc.message)
+        except DetectorError as exc:
+            return _error(exc.http_status, exc.code, exc.message)
+        return jsonify({"objects": prediction.labels})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        payload, content_type = render()
+        return Response(payload, content_type=content_type)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        if pipeline.ready:
+            return jsonify({"status": "ready"})
+        return _error(503, "model_not_ready", pipeline.load_error or "the model is still loading")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        if exc.code == 413:
+            record_error("http", "request_too_large", "", "request body too large")
+            return _error(413, "request_too_large", f"request bodies are limited to {MAX_REQUEST_BYTES} bytes")
+        return _error(exc.code or 500, code, exc.description or code)
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception) -> Any:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal", "internal server error")
+
+    return app
+
+
+def create_default_app() -> Flask:
+    """The gunicorn entry point (``http_service.app:create_default_app()``)."""
+    configure_logging()
+    return create_app(start_pipeline(Settings.from_env()))

@@ -1,0 +1,42 @@
+"""gunicorn settings for the HTTP service (``gunicorn -c http_service/gunicorn_conf.py``).
+
+Runs in the gunicorn master before any worker exists, which is why the
+Prometheus multiprocess directory is chosen here: workers inherit it.
+Every knob is an environment variable so supervisord, Docker and the tests
+configure the same file.
+"""
+
+import os
+
+from model.metrics_dir import prepare_dir
+
+bind = f"{os.environ.get('DETECTOR_HTTP_HOST', '0.0.0.0')}:{os.environ.get('DETECTOR_HTTP_PORT', '8080')}"
+workers = int(os.environ.get("DETECTOR_HTTP_WORKERS", "2"))
+# Threads let a worker keep fetching images for queued requests while one
+# request holds the model; the model itself is serialised by a lock.
+worker_class = "gthread"
+threads = int(os.environ.get("DETECTOR_HTTP_THREADS", "4"))
+timeout = int(os.environ.get("DETECTOR_HTTP_TIMEOUT", "120"))
+graceful_timeout = 30
+wsgi_app = "http_service.app:create_default_app()"
+accesslog = "-"
+errorlog = "-"
+# gunicorn's control socket defaults to one path per user, so two instances
+# (say `make run` and the tests) would fight over it; supervisorctl is the
+# control surface here.
+control_socket_disable = True
+access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
+
+prepare_dir("http", wipe=False)
+
+
+def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
+    """The master owns the directory: stale files from a previous run would be summed in."""
+    prepare_dir("http", wipe=True)
+
+
+def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """Drop a dead worker's live gauges (its counters keep counting in the total)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
