@@ -1,0 +1,50 @@
+# `make run` and `make test` set up everything they need themselves and are idempotent.
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+RUN_DIR    ?= $(CURDIR)/run
+MODEL_DIR  ?= $(CURDIR)/artifacts/model
+# auto: Mask R-CNN if torchvision can download its weights, else the offline mb3-centernet.
+MODEL_SOURCE ?= auto
+PYTEST_ARGS ?=
+
+STAMP := $(VENV)/.installed
+PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py
+
+.PHONY: setup proto model run test bench evaluate clean
+
+setup: $(STAMP) $(PROTO_OUT)
+
+$(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-torch.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+$(PROTO_OUT) &: proto/inference.proto $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto
+
+proto: $(PROTO_OUT)
+
+$(MODEL_DIR)/model.json: | $(STAMP)
+	$(PY) -m model.export --source $(MODEL_SOURCE) --out $(MODEL_DIR)
+
+model: $(MODEL_DIR)/model.json
+
+run: setup model
+	mkdir -p $(RUN_DIR)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)" \
+		$(VENV)/bin/supervisord -c supervisord.conf
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+evaluate: setup
+	$(PY) scripts/evaluate.py --url http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \
+		--images ../shared/eval/images --labels ../shared/eval/labels.json
+
+bench: setup
+	$(PY) scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 --images ../shared/eval/images
+
+clean:
+	rm -rf $(RUN_DIR) $(PROTO_OUT) .pytest_cache

@@ -1,0 +1,53 @@
+"""Shared fixtures: exported models, a local image server and the running service."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = REPO_ROOT.parent / "shared"
+CACHE_DIR = REPO_ROOT / "artifacts" / "cache"
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "eval" / "labels.json").is_file():
+        pytest.fail(f"{SHARED} (the shared evaluation data beside the repository) is missing")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def centernet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline pretrained detector, exported once per session (the download is cached)."""
+    from model.export import export_centernet
+
+    out = tmp_path_factory.mktemp("mb3-centernet")
+    export_centernet(out, CACHE_DIR)
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_server(shared_dir: Path):
+    from tests.image_server import ImageServer
+
+    server = ImageServer(shared_dir / "eval" / "images")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def service(centernet_dir: Path, image_server, tmp_path_factory: pytest.TempPathFactory):
+    """supervisord running both programs on free 127.0.0.1 ports, ready to serve."""
+    from tests.service_process import ServiceProcess
+
+    process = ServiceProcess(REPO_ROOT, centernet_dir, tmp_path_factory.mktemp("run"))
+    process.start()
+    yield process
+    process.stop()

@@ -1,0 +1,153 @@
+"""Start the real service (supervisord + gunicorn + gRPC server) on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceProcess:
+    def __init__(self, repo: Path, model_dir: Path, run_dir: Path, extra_env: dict[str, str] | None = None):
+        self.repo = repo
+        self.run_dir = run_dir
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.log_path = run_dir / "supervisord.log"
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "DETECTOR_RUN_DIR": str(run_dir),
+            "DETECTOR_MODEL_DIR": str(model_dir),
+            "DETECTOR_HTTP_HOST": "127.0.0.1",
+            "DETECTOR_HTTP_PORT": str(self.http_port),
+            "DETECTOR_GRPC_HOST": "127.0.0.1",
+            "DETECTOR_GRPC_PORT": str(self.grpc_port),
+            "DETECTOR_URL_ALLOWLIST": "127.0.0.1",
+            "DETECTOR_FETCH_DEADLINE": "4",
+            "DETECTOR_READ_TIMEOUT": "2",
+            "DETECTOR_CONNECT_TIMEOUT": "2",
+            **(extra_env or {}),
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, timeout: float = 180.0) -> None:
+        log = open(self.log_path, "wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.repo / "supervisord.conf")],
+            cwd=self.repo, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Both transports answer and the model is warm in every process."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"supervisord exited early:\n{self.logs()}")
+            if self.http_ready() and self.grpc_serving():
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"service not ready after {timeout}s:\n{self.logs()}")
+
+    def http_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/readyz", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def grpc_serving(self) -> bool:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            with grpc.insecure_channel(self.grpc_target) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                reply = stub.Check(health_pb2.HealthCheckRequest(service="inference.InstanceDetector"), timeout=2)
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+    def supervisorctl(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(self.repo / "supervisord.conf"), *args],
+            cwd=self.repo, env=self.env, capture_output=True, text=True, timeout=120,
+        )
+        return result.stdout + result.stderr
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    # Clients -------------------------------------------------------------------------------
+
+    def post(self, path: str, body: bytes, content_type: str = "application/json", timeout: float = 60):
+        """(status, parsed JSON body) of a POST; HTTP errors are returned, not raised."""
+        request = urllib.request.Request(
+            f"{self.http_url}{path}", data=body, method="POST", headers={"Content-Type": content_type}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def predict_http(self, url: object) -> tuple[int, dict]:
+        return self.post("/predict", json.dumps({"url": url}).encode())
+
+    def predict_grpc(self, url: str, timeout: float = 60) -> list[str]:
+        from proto import inference_pb2, inference_pb2_grpc
+
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            stub = inference_pb2_grpc.InstanceDetectorStub(channel)
+            return list(stub.Predict(inference_pb2.InstanceDetectorInput(url=url), timeout=timeout).objects)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}{path}", timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def metric(self, name: str = "app_http_inference_count") -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, text = self.get("/metrics")
+        assert status == 200
+        for family in text_string_to_metric_families(text):
+            if family.name == name:
+                return family.samples[0].value
+        raise KeyError(name)

@@ -1,0 +1,63 @@
+"""Decoding untrusted bytes: every odd format becomes upright 8-bit RGB, every bad one a typed error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
+from model.images import decode_image, limit_side, to_tensor
+from tests.image_server import make_cases
+
+
+@pytest.fixture(scope="module")
+def cases(shared_dir):
+    return make_cases(shared_dir / "eval" / "images" / "darknet_dog.jpg")
+
+
+@pytest.fixture(scope="module")
+def reference(cases):
+    return np.asarray(decode_image(cases["photo.jpg"][0], 10**8), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", ["rgba.png", "cmyk.jpg", "exif-rotated.jpg", "animated.gif", "palette.png"])
+def test_odd_modes_decode_to_the_same_upright_rgb_picture(cases, reference, name):
+    image = decode_image(cases[name][0], 10**8)
+    assert image.mode == "RGB" and image.size == (768, 576)
+    difference = np.abs(np.asarray(image, dtype=np.float32) - reference).mean()
+    assert difference < 40, difference
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(cases):
+    image = decode_image(cases["gray16.png"][0], 10**8)
+    pixels = np.asarray(image)
+    assert image.mode == "RGB"
+    assert 30 < pixels.mean() < 220  # clipping 16-bit values to 8 bits would give almost all 255
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("truncated.jpg", UndecodableImage),
+        ("not-an-image.txt", UnsupportedMediaType),
+        ("empty.jpg", UnsupportedMediaType),
+        ("bomb.png", ImageTooLarge),
+    ],
+)
+def test_bad_bytes_raise_typed_errors(cases, name, error):
+    with pytest.raises(error):
+        decode_image(cases[name][0], 50_000_000)
+
+
+def test_pixel_cap_is_configurable(cases):
+    with pytest.raises(ImageTooLarge):
+        decode_image(cases["photo.jpg"][0], 768 * 576 - 1)
+
+
+def test_limit_side_keeps_aspect_and_to_tensor_is_unit_range():
+    image = limit_side(Image.new("RGB", (3000, 1500), (255, 0, 0)), 1000)
+    assert image.size == (1000, 500)
+    tensor = to_tensor(image)
+    assert tensor.shape == (3, 500, 1000) and float(tensor[0].max()) == 1.0 and float(tensor[1].max()) == 0.0
+    assert limit_side(image, 0) is image

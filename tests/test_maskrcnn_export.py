@@ -1,0 +1,109 @@
+"""Mask R-CNN export, tested up to the network boundary (its weights cannot be downloaded here)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.models._api as weights_api
+
+from model import export, maskrcnn
+from model.card import MODEL_FILE, ModelCard, sha256_of
+from model.coco import COCO_80, PLACEHOLDERS, TORCHVISION_CATEGORIES
+
+
+@pytest.fixture(scope="module")
+def random_export(tmp_path_factory) -> tuple[Path, dict]:
+    """A random-init export plus the state_dict it was made from (seeded, so eager can rebuild it)."""
+    torch.manual_seed(1234)
+    eager = maskrcnn.build_eager("random")
+    state = {k: v.clone() for k, v in eager.state_dict().items()}
+    out = tmp_path_factory.mktemp("maskrcnn")
+    weights_file = out / "weights.pt"
+    torch.save(state, weights_file)
+    export.export_maskrcnn(out / "model", weights_file=weights_file)
+    return out, state
+
+
+def _eager_from(state: dict) -> torch.nn.Module:
+    model = maskrcnn.build_eager("random")
+    model.load_state_dict(state)
+    return model
+
+
+def test_torchscript_gives_the_eager_model_boxes_labels_scores(random_export):
+    out, state = random_export
+    scripted = torch.jit.load(str(out / "model" / MODEL_FILE))
+    eager = _eager_from(state)
+    torch.manual_seed(0)
+    image = torch.rand(3, 300, 400)
+    with torch.inference_mode():
+        expected = eager([image])[0]
+        boxes, labels, scores = scripted(image)
+    assert len(boxes) > 0
+    assert torch.equal(labels, expected["labels"])
+    torch.testing.assert_close(boxes, expected["boxes"])
+    torch.testing.assert_close(scores, expected["scores"])
+
+
+def test_sidecar_records_provenance_and_checksum(random_export):
+    out, _ = random_export
+    card = ModelCard.read(out / "model")
+    assert card.name == "maskrcnn_resnet50_fpn_v2"
+    assert card.weights == f"file:{out / 'weights.pt'}"
+    assert card.sha256 == sha256_of(out / "model" / MODEL_FILE)
+    assert card.score_threshold == 0.75
+    assert card.torch_version == torch.__version__
+    assert card.categories == list(TORCHVISION_CATEGORIES)
+
+
+def test_label_mapping_is_torchvisions_coco_list():
+    categories = maskrcnn.categories()
+    assert len(categories) == 91
+    assert categories[0] == "__background__" and categories[1] == "person"
+    assert categories[77] == "cell phone" and categories[67] == "dining table"
+    assert [c for c in categories if c not in PLACEHOLDERS] == list(COCO_80)
+    assert len(COCO_80) == 80 and not PLACEHOLDERS & set(COCO_80)
+
+
+def test_random_init_is_flagged(tmp_path):
+    card = export.export_maskrcnn(tmp_path, random_init=True)
+    assert card.random_init and card.weights == "random-init"
+    assert ModelCard.read(tmp_path).random_init
+
+
+def test_pretrained_export_downloads_torchvisions_coco_v1_weights(monkeypatch, random_export, tmp_path):
+    """Everything up to the download: the URL asked for, then the weights it returns are used."""
+    _, state = random_export
+    asked = []
+
+    def fake_download(url: str, *args, **kwargs):
+        asked.append(url)
+        return state
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", fake_download)
+    card = export.export_maskrcnn(tmp_path)
+    assert asked == [maskrcnn.WEIGHTS.url]
+    assert "maskrcnn_resnet50_fpn_v2_coco" in asked[0]
+    assert card.weights == "MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1" and not card.random_init
+
+
+def test_auto_falls_back_to_the_offline_model_when_the_download_fails(monkeypatch, tmp_path, caplog):
+    def refuse(url: str, *args, **kwargs):
+        raise OSError(f"network unreachable: {url}")
+
+    exported = []
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(export, "export_centernet", lambda out, cache: exported.append(out) or "centernet-card")
+    with caplog.at_level(logging.WARNING, logger="model.export"):
+        assert export.export_auto(tmp_path) == "centernet-card"
+    assert exported == [tmp_path]
+    assert "could not be downloaded" in caplog.text and "mb3-centernet" in caplog.text
+
+
+def test_cli_rejects_contradictory_flags(capsys):
+    with pytest.raises(SystemExit):
+        export.main(["--source", "mb3-centernet", "--random-init"])
+    assert "--random-init" in capsys.readouterr().err
