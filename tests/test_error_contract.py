@@ -1,0 +1,189 @@
+"""Every bad input, over both transports: exact status and code, and the service still answers."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from model.coco import COCO_80
+from tests.service_process import free_port
+
+# (case id, URL template, HTTP status, error code, gRPC status). {base} is the local image server.
+URL_CASES = [
+    ("ftp-scheme", "ftp://127.0.0.1/x.jpg", 400, "invalid_url", "INVALID_ARGUMENT"),
+    ("file-scheme", "file:///etc/passwd", 400, "invalid_url", "INVALID_ARGUMENT"),
+    ("not-a-url", "not a url", 400, "invalid_url", "INVALID_ARGUMENT"),
+    ("empty-url", "", 400, "invalid_url", "INVALID_ARGUMENT"),
+    ("broken-ipv6", "http://[::1/x.jpg", 400, "invalid_url", "INVALID_ARGUMENT"),
+    ("credentials", "http://user:pass@127.0.0.1/x.jpg", 400, "invalid_url", "INVALID_ARGUMENT"),
+    ("loopback-not-allowlisted", "http://127.0.0.2:{port}/case/photo.jpg", 403, "address_not_allowed", "PERMISSION_DENIED"),
+    ("ipv6-loopback", "http://[::1]:{port}/case/photo.jpg", 403, "address_not_allowed", "PERMISSION_DENIED"),
+    ("ipv4-mapped-loopback", "http://[::ffff:127.0.0.2]/x.jpg", 403, "address_not_allowed", "PERMISSION_DENIED"),
+    ("cloud-metadata", "http://169.254.169.254/latest/meta-data/", 403, "address_not_allowed", "PERMISSION_DENIED"),
+    ("private-range", "http://10.0.0.1/x.jpg", 403, "address_not_allowed", "PERMISSION_DENIED"),
+    ("unspecified", "http://0.0.0.0:{port}/case/photo.jpg", 403, "address_not_allowed", "PERMISSION_DENIED"),
+    ("redirect-to-metadata", "{base}/case/redirect-metadata", 403, "address_not_allowed", "PERMISSION_DENIED"),
+    ("redirect-to-private", "{base}/case/redirect-private", 403, "address_not_allowed", "PERMISSION_DENIED"),
+    ("redirect-to-ftp", "{base}/case/redirect-ftp", 400, "invalid_url", "INVALID_ARGUMENT"),
+    ("huge-declared", "{base}/case/huge-declared", 413, "image_too_large", "RESOURCE_EXHAUSTED"),
+    ("endless-body", "{base}/case/endless", 413, "image_too_large", "RESOURCE_EXHAUSTED"),
+    ("decompression-bomb", "{base}/case/bomb.png", 413, "image_too_large", "RESOURCE_EXHAUSTED"),
+    ("not-an-image", "{base}/case/not-an-image.txt", 415, "unsupported_media_type", "INVALID_ARGUMENT"),
+    ("empty-body", "{base}/case/empty.jpg", 415, "unsupported_media_type", "INVALID_ARGUMENT"),
+    ("truncated-jpeg", "{base}/case/truncated.jpg", 422, "undecodable_image", "INVALID_ARGUMENT"),
+    ("upstream-404", "{base}/case/status-404", 502, "upstream_error", "UNAVAILABLE"),
+    ("upstream-500", "{base}/case/status-500", 502, "upstream_error", "UNAVAILABLE"),
+    ("redirect-loop", "{base}/case/redirect-loop", 502, "upstream_error", "UNAVAILABLE"),
+    ("connection-refused", "http://127.0.0.1:{closed}/x.jpg", 502, "upstream_error", "UNAVAILABLE"),
+    ("unresolvable-host", "http://no-such-host.invalid/x.jpg", 502, "upstream_error", "UNAVAILABLE"),
+    ("slow-headers", "{base}/case/slow-headers", 504, "upstream_timeout", "DEADLINE_EXCEEDED"),
+    ("slow-body", "{base}/case/slow-body", 504, "upstream_timeout", "DEADLINE_EXCEEDED"),
+]
+
+GOOD_CASES = ["rgba.png", "gray16.png", "cmyk.jpg", "exif-rotated.jpg", "animated.gif", "palette.png",
+              "wrong-type.jpg", "redirect-ok"]
+
+
+def _url(template: str, image_server) -> str:
+    base = f"http://127.0.0.1:{image_server.port}"
+    return template.format(base=base, port=image_server.port, closed=free_port())
+
+
+def _assert_still_serving(service, image_server) -> None:
+    status, body = service.predict_http(image_server.url("/case/photo.jpg"))
+    assert status == 200 and "dog" in body["objects"]
+
+
+@pytest.mark.parametrize(("case", "template", "status", "code", "grpc_status"), URL_CASES, ids=[c[0] for c in URL_CASES])
+def test_http_error_contract(service, image_server, case, template, status, code, grpc_status):
+    got_status, body = service.predict_http(_url(template, image_server))
+    assert (got_status, list(body), body["error"]["code"]) == (status, ["error"], code)
+    assert set(body["error"]) == {"code", "message"} and body["error"]["message"]
+    assert "Traceback" not in body["error"]["message"]
+    _assert_still_serving(service, image_server)
+
+
+@pytest.mark.parametrize(("case", "template", "status", "code", "grpc_status"), URL_CASES, ids=[c[0] for c in URL_CASES])
+def test_grpc_error_contract(service, image_server, case, template, status, code, grpc_status):
+    with pytest.raises(grpc.RpcError) as raised:
+        service.predict_grpc(_url(template, image_server))
+    assert raised.value.code() == getattr(grpc.StatusCode, grpc_status)
+    assert raised.value.details().startswith(f"{code}: ")
+    assert service.predict_grpc(image_server.url("/case/photo.jpg"))
+
+
+@pytest.mark.parametrize("name", GOOD_CASES)
+def test_odd_but_valid_images_are_answered_on_both_transports(service, image_server, name):
+    url = image_server.url(f"/case/{name}")
+    status, body = service.predict_http(url)
+    assert status == 200 and list(body) == ["objects"]
+    assert all(label in COCO_80 for label in body["objects"])
+    assert service.predict_grpc(url) == body["objects"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "invalid_request"),
+        (b"[1, 2]", "application/json", 400, "invalid_request"),
+        (b"{}", "application/json", 400, "invalid_request"),
+        (b'{"url": 7}', "application/json", 400, "invalid_request"),
+        (b'{"url": null}', "application/json", 400, "invalid_request"),
+        (b'{"url": ["http://x"]}', "application/json", 400, "invalid_request"),
+        (b"\xff\xfe\x00garbage", "application/octet-stream", 400, "invalid_request"),
+        (json.dumps({"url": "http://x/" + "a" * 20000}).encode(), "application/json", 413, "request_too_large"),
+    ],
+)
+def test_http_malformed_bodies(service, body, content_type, status, code):
+    got_status, got = service.post("/predict", body, content_type)
+    assert (got_status, got["error"]["code"]) == (status, code)
+
+
+def test_http_unknown_routes_and_methods_answer_json(service):
+    import urllib.error
+    import urllib.request
+
+    for method, path, status in [("GET", "/predict", 405), ("GET", "/nope", 404)]:
+        request = urllib.request.Request(f"{service.http_url}{path}", method=method)
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(request, timeout=10)
+        assert raised.value.code == status
+        assert set(json.loads(raised.value.read())["error"]) == {"code", "message"}
+
+
+def test_grpc_honours_the_clients_deadline(service, image_server):
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as raised:
+        service.predict_grpc(image_server.url("/case/slow-headers"), timeout=1.0)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 2.0
+
+
+def test_grpc_oversized_message_is_refused(service):
+    with pytest.raises(grpc.RpcError) as raised:
+        service.predict_grpc("http://127.0.0.1/" + "a" * 100_000)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_errors_are_counted_by_code(service, image_server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def count() -> float:
+        _, text = service.get("/metrics")
+        family = [f for f in text_string_to_metric_families(text) if f.name == "app_request_errors"][0]
+        return sum(s.value for s in family.samples
+                   if s.name.endswith("_total") and s.labels == {"transport": "http", "code": "address_not_allowed"})
+
+    before = count()
+    service.predict_http("http://10.9.9.9/x.jpg")
+    assert count() == before + 1
+
+
+def test_slow_fetches_do_not_block_good_requests(service, image_server):
+    """Four requests stall on a dribbling server; good requests are still answered promptly."""
+    slow_url = image_server.url("/case/slow-body")
+    good_url = image_server.url("/case/photo.jpg")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        slow = [pool.submit(service.predict_http, slow_url) for _ in range(4)]
+        time.sleep(0.5)
+        timings = []
+        for _ in range(4):
+            started = time.monotonic()
+            status, _ = service.predict_http(good_url)
+            timings.append(time.monotonic() - started)
+            assert status == 200
+        assert all(f.result()[0] == 504 for f in slow)
+    assert max(timings) < 3.0, timings
+
+
+_SAFE_HOSTS = ["10.0.0.1", "[::1]", "169.254.169.254", "localhost", "127.0.0.2", "[fe80::1]", "0.0.0.0"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP", "ftp", "", "javascript", "data"]),
+    host=st.sampled_from(_SAFE_HOSTS) | st.just("LOCAL"),
+    path=st.text(max_size=40),
+)
+def test_fuzzed_urls_never_cause_a_500(service, image_server, scheme, host, path):
+    host = f"127.0.0.1:{image_server.port}" if host == "LOCAL" else host
+    url = f"{scheme}://{host}/{path}"
+    status, body = service.predict_http(url)
+    assert status != 500, (url, body)
+    assert list(body) in (["objects"], ["error"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=300) | st.text(max_size=300).map(str.encode)
+       | st.dictionaries(st.text(max_size=5), st.none() | st.integers() | st.text(max_size=20), max_size=3)
+       .map(lambda d: json.dumps(d).encode()))
+def test_fuzzed_bodies_never_cause_a_500(service, body):
+    assume(b"://" not in body)  # never let a generated URL reach beyond 127.0.0.1
+    status, answer = service.post("/predict", body)
+    assert 400 <= status < 500 and list(answer) == ["error"]
