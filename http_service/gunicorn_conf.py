@@ -8,6 +8,13 @@ configure the same file.
 
 import os
 
+# Imported in the master on purpose: torch and torchvision allocate ~400 MB at import
+# (this is the CUDA build's cost; the CPU wheels' is smaller), which forked workers then
+# share copy-on-write instead of each paying it. Safe to fork: importing starts no threads;
+# each worker loads its model and creates its thread pool only after the fork.
+import torch  # noqa: F401
+import torchvision  # noqa: F401
+
 from model.metrics_dir import prepare_dir
 
 bind = f"{os.environ.get('DETECTOR_HTTP_HOST', '0.0.0.0')}:{os.environ.get('DETECTOR_HTTP_PORT', '8080')}"

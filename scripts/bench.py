@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Latency and throughput of a running service over HTTP and gRPC, plus a naive baseline.
+
+Drives the service from 127.0.0.1 with the images of one folder (served by a
+local HTTP server started here) at several concurrency levels. Every level is
+bounded by a request count and a time limit. Prints p50/p95/p99 latency,
+throughput and errors per transport and level, the service's peak RSS (from
+/proc, via supervisord's pid file), and writes the same numbers as JSON.
+
+``--baseline`` also measures, in this process and in the same run, the naive
+way to answer: eager torchvision Mask R-CNN with its mask branch, default
+torch threading, one image at a time. Mask R-CNN's COCO weights are used if
+torchvision can download them, otherwise random init (the same computation).
+
+    python scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
+        --images ../shared/eval/images --baseline --json bench-results/run.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.evaluate import Predict, grpc_predictor, http_predictor, serve_folder  # noqa: E402
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summarise(latencies: list[float], errors: int, wall: float) -> dict[str, float]:
+    return {
+        "requests": len(latencies) + errors,
+        "errors": errors,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "mean_ms": (statistics.fmean(latencies) * 1000) if latencies else float("nan"),
+        "throughput_rps": len(latencies) / wall if wall > 0 else 0.0,
+    }
+
+
+def run_level(predict: Predict, urls: list[str], concurrency: int, count: int, time_limit: float) -> dict:
+    """Send ``count`` requests (cycling over ``urls``) from ``concurrency`` threads, stop at ``time_limit``."""
+    deadline = time.monotonic() + time_limit
+    latencies: list[float] = []
+    errors = 0
+
+    def one(index: int) -> float | None:
+        if time.monotonic() > deadline:
+            return None
+        started = time.perf_counter()
+        predict(urls[index % len(urls)])
+        return time.perf_counter() - started
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for future in [pool.submit(one, i) for i in range(count)]:
+            try:
+                result = future.result()
+            except Exception:  # noqa: BLE001 - any failed request is an error in the count
+                errors += 1
+                continue
+            if result is not None:
+                latencies.append(result)
+    return summarise(latencies, errors, time.perf_counter() - started)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def service_memory(run_dir: Path) -> dict[str, float] | None:
+    """Memory of supervisord's process tree in MiB.
+
+    RSS sums count pages shared between processes (libraries, and what
+    gunicorn workers inherit from the master) once per process; PSS splits
+    shared pages between their users, so its sum is the real footprint.
+    """
+    pid_file = run_dir / "supervisord.pid"
+    if not pid_file.exists():
+        return None
+    tree, todo = [], [int(pid_file.read_text().strip())]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(_children(pid))
+    peak = sum(_status_kb(pid, "VmHWM") for pid in tree) / 1024
+    current = sum(_status_kb(pid, "VmRSS") for pid in tree) / 1024
+    pss = sum(_pss_kb(pid) for pid in tree) / 1024
+    return {"processes": len(tree), "peak_rss_mib_sum": peak, "rss_mib_sum": current, "pss_mib_sum": pss}
+
+
+def served_model(http_url: str) -> str:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{http_url.rstrip('/')}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "app_model_info":
+            return ",".join(sorted({s.labels["model"] for s in family.samples}))
+    return "unknown"
+
+
+def naive_baseline(images: list[Path], count: int, time_limit: float) -> dict:
+    """Eager Mask R-CNN with masks, default threads, sequential, including decode per image."""
+    import torch
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from model import maskrcnn
+
+    try:
+        model, weights = maskrcnn.build_eager("pretrained"), "COCO_V1"
+    except Exception:  # noqa: BLE001 - no network: same computation with random weights
+        model, weights = maskrcnn.build_eager("random"), "random-init"
+    deadline = time.monotonic() + time_limit
+    latencies = []
+    started = time.perf_counter()
+    with torch.no_grad():
+        for index in range(count):
+            if time.monotonic() > deadline:
+                break
+            begin = time.perf_counter()
+            image = Image.open(images[index % len(images)]).convert("RGB")
+            model([pil_to_tensor(image).float() / 255.0])
+            latencies.append(time.perf_counter() - begin)
+    result = summarise(latencies, 0, time.perf_counter() - started)
+    result.update(
+        weights=weights, torch_threads=torch.get_num_threads(),
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    return result
+
+
+def print_row(label: str, concurrency: int | str, stats: dict) -> None:
+    print(
+        f"{label:9} c={concurrency!s:<3} n={stats['requests']:<4} err={stats['errors']:<3} "
+        f"p50={stats['p50_ms']:8.1f}ms p95={stats['p95_ms']:8.1f}ms p99={stats['p99_ms']:8.1f}ms "
+        f"thr={stats['throughput_rps']:6.2f}/s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--http", help="HTTP base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--grpc", help="gRPC target, e.g. 127.0.0.1:9090")
+    parser.add_argument("--images", type=Path, required=True)
+    parser.add_argument("--concurrency", default="1,2,4,8")
+    parser.add_argument("--requests", type=int, default=24, help="requests per transport and level")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per transport and level")
+    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("DETECTOR_RUN_DIR", "run")))
+    parser.add_argument("--baseline", action="store_true", help="also measure the naive eager Mask R-CNN")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    for url in (args.http or "", args.grpc or ""):
+        host = url.split("://")[-1].split(":")[0]
+        if host and host not in ("127.0.0.1", "localhost"):
+            parser.error("benchmarks only send load to 127.0.0.1")
+    images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    transports: dict[str, Callable[[str], Predict]] = {}
+    if args.http:
+        transports["http"] = http_predictor
+    if args.grpc:
+        transports["grpc"] = grpc_predictor
+    report: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "model": served_model(args.http) if args.http else "unknown",
+        "images": [p.name for p in images],
+        "results": [],
+    }
+    print(f"model {report['model']}, {len(images)} images, {args.requests} requests per level")
+    with serve_folder(args.images) as base:
+        urls = [f"{base}/{p.name}" for p in images]
+        for transport, factory in transports.items():
+            predict = factory(args.http if transport == "http" else args.grpc)
+            predict(urls[0])  # connection set-up is not part of the numbers
+            for concurrency in (int(c) for c in args.concurrency.split(",")):
+                stats = run_level(predict, urls, concurrency, args.requests, args.time_limit)
+                report["results"].append({"transport": transport, "concurrency": concurrency, **stats})
+                print_row(transport, concurrency, stats)
+    report["service_memory"] = service_memory(args.run_dir)
+    if report["service_memory"]:
+        memory = report["service_memory"]
+        print(f"service: {memory['processes']} processes, peak RSS sum {memory['peak_rss_mib_sum']:.0f} MiB, "
+              f"RSS sum {memory['rss_mib_sum']:.0f} MiB, PSS sum (real footprint) {memory['pss_mib_sum']:.0f} MiB")
+    if args.baseline:
+        report["baseline"] = naive_baseline(images, min(args.requests, 12), args.time_limit)
+        print_row("baseline", 1, report["baseline"])
+        print(f"baseline: eager Mask R-CNN ({report['baseline']['weights']}) with masks, "
+              f"{report['baseline']['torch_threads']} threads, peak RSS {report['baseline']['peak_rss_mib']:.0f} MiB")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
