@@ -43,10 +43,10 @@ def configure_torch(threads: int) -> None:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, detector: Detector | None = None):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.fetcher = Fetcher(settings.fetch)
-        self.detector = detector
+        self.detector: Detector | None = None
         self.load_error: str | None = None
 
     def load(self) -> None:
@@ -81,7 +81,7 @@ class Pipeline:
         return self.detector is not None and self.detector.warm
 
     def predict_url(self, url: str, timeout: float | None = None) -> Prediction:
-        if self.detector is None or not self.detector.warm:
+        if self.detector is None or not self.ready:
             reason = f"the model failed to load ({self.load_error})" if self.load_error else "the model is still loading"
             raise ModelNotReady(f"{reason}; retry shortly")
         started = time.perf_counter()

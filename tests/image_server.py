@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import struct
 import threading
-import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -176,9 +175,6 @@ class ImageServer:
                             return
                         self.wfile.write(body[offset : offset + 256])
                         self.wfile.flush()
-                elif name == "slow-photo":
-                    time.sleep(1.0)
-                    self._send(200, outer.cases["photo.jpg"][0], "image/jpeg")
                 else:
                     self._send(404, b"no such case", "text/plain")
 
