@@ -3,6 +3,8 @@
 The success body of ``POST /predict`` is exactly ``{"objects": [...]}``; every
 failure is ``{"error": {"code", "message"}}`` with the status its error type
 carries. Flask's own errors (404, 405, 413, ...) get the same JSON shape.
+The ``/v1`` API lives in :mod:`http_service.detect_api`, the browser page in
+``static/``, the OpenAPI document in :mod:`http_service.openapi`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from http_service.detect_api import detect_blueprint
+from http_service.openapi import openapi_document
+from http_service.responses import detector_error_response, error_response
 from model.config import Settings
 from model.errors import DetectorError, InvalidRequest
 from model.metrics import HTTP_INFERENCE_COUNT, render
@@ -22,10 +27,6 @@ from model.serving import configure_logging, record_error, serve_predict, start_
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 16 * 1024
-
-
-def _error(status: int, code: str, message: str) -> tuple[Response, int]:
-    return jsonify({"error": {"code": code, "message": message}}), status
 
 
 def _read_url() -> str:
@@ -55,10 +56,20 @@ def create_app(pipeline: Pipeline) -> Flask:
             prediction = serve_predict(pipeline, "http", url)
         except InvalidRequest as exc:
             record_error("http", exc.code, url, exc.message)
-            return _error(exc.http_status, exc.code, exc.message)
+            return detector_error_response(exc)
         except DetectorError as exc:
-            return _error(exc.http_status, exc.code, exc.message)
+            return detector_error_response(exc)
         return jsonify({"objects": prediction.labels})
+
+    app.register_blueprint(detect_blueprint(pipeline, pipeline.settings.max_batch))
+
+    @app.get("/")
+    def page() -> Response:
+        return app.send_static_file("index.html")
+
+    @app.get("/openapi.json")
+    def openapi() -> Any:
+        return jsonify(openapi_document(pipeline.settings))
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -73,20 +84,21 @@ def create_app(pipeline: Pipeline) -> Flask:
     def readyz() -> Any:
         if pipeline.ready:
             return jsonify({"status": "ready"})
-        return _error(503, "model_not_ready", pipeline.load_error or "the model is still loading")
+        return error_response(503, "model_not_ready", pipeline.load_error or "the model is still loading")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         code = (exc.name or "error").lower().replace(" ", "_")
         if exc.code == 413:
+            limit = request.max_content_length or MAX_REQUEST_BYTES
             record_error("http", "request_too_large", "", "request body too large")
-            return _error(413, "request_too_large", f"request bodies are limited to {MAX_REQUEST_BYTES} bytes")
-        return _error(exc.code or 500, code, exc.description or code)
+            return error_response(413, "request_too_large", f"this request's body is limited to {limit} bytes")
+        return error_response(exc.code or 500, code, exc.description or code)
 
     @app.errorhandler(Exception)
     def crash(exc: Exception) -> Any:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(500, "internal", "internal server error")
+        return error_response(500, "internal", "internal server error")
 
     return app
 

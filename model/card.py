@@ -2,7 +2,9 @@
 
 It is what lets the serving code stay detector-agnostic: the label list the
 module's integer labels index, the default threshold chosen for that model,
-and the provenance (weights id, versions, checksum) an operator needs to trust
+whether it can produce masks, the longest image side worth sending it (a
+larger image is shrunk first, with antialiasing, which the model's own
+resize lacks), and the provenance (weights id, versions, checksum) an operator needs to trust
 what is being served.
 """
 
@@ -30,6 +32,7 @@ class ModelCard:
     random_init: bool = False
     masks: bool = False
     input_size: str = ""
+    max_side: int = 1333
     notes: dict[str, str] = field(default_factory=dict)
 
     def write(self, directory: Path) -> Path:

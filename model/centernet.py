@@ -21,6 +21,10 @@ from torch import Tensor, nn
 from model.tfjs_graph import GraphModel, Node
 
 INPUT_SIZE = 512
+# Images are shrunk (antialiased, by Pillow) to this longest side before the
+# graph's own non-antialiased bilinear resize to 512: measured best on
+# ../shared/eval (docs/performance.md, "Input size").
+PRESHRINK_SIDE = 640
 INPUT_NODE = "tower_0/images"
 KEYPOINTS_NODE = "tower_0/keypoints"
 WH_NODE = "tower_0/wh"

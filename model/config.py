@@ -47,7 +47,8 @@ class Settings:
     score_threshold: float | None = None
     torch_threads: int = 1
     max_image_pixels: int = 50_000_000
-    max_side: int = 1333
+    max_side: int | None = None
+    max_batch: int = 16
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
 
     @classmethod
@@ -62,7 +63,8 @@ class Settings:
                 env, "DETECTOR_TORCH_THREADS", default_torch_threads(os.cpu_count() or 1, model_processes)
             ),
             max_image_pixels=_env_int(env, "DETECTOR_MAX_IMAGE_PIXELS", 50_000_000),
-            max_side=_env_int(env, "DETECTOR_MAX_SIDE", 1333),
+            max_side=int(env["DETECTOR_MAX_SIDE"]) if env.get("DETECTOR_MAX_SIDE", "").strip() else None,
+            max_batch=_env_int(env, "DETECTOR_MAX_BATCH", 16),
             fetch=FetchPolicy(
                 connect_timeout=float(_env_float(env, "DETECTOR_CONNECT_TIMEOUT", 3.0)),
                 read_timeout=float(_env_float(env, "DETECTOR_READ_TIMEOUT", 5.0)),

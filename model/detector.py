@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,11 +23,17 @@ from model.coco import PLACEHOLDERS
 log = logging.getLogger(__name__)
 
 
+MASK_THRESHOLD = 0.5
+
+
 @dataclass(frozen=True)
 class Detection:
+    """One instance; ``box`` and ``mask`` are in the coordinates of the tensor the model was given."""
+
     label: str
     score: float
     box: tuple[float, float, float, float]
+    mask: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 class Detector:
@@ -65,18 +71,36 @@ class Detector:
         self.raw(torch.full((3, 480, 640), 0.5))
         self.warm = True
 
+    @property
+    def supports_masks(self) -> bool:
+        return self.card.masks and hasattr(self._module, "detect_masks")
+
     def raw(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with self._lock, torch.inference_mode():
             return self._module(image)
 
-    def detect(self, image: torch.Tensor) -> list[Detection]:
+    def raw_with_masks(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self.supports_masks:
+            raise RuntimeError(f"{self.card.name} has no mask branch")
+        with self._lock, torch.inference_mode():
+            return self._module.detect_masks(image)
+
+    def detect(
+        self, image: torch.Tensor, threshold: float | None = None, with_masks: bool = False
+    ) -> list[Detection]:
         """Detections at or above the threshold, highest score first, placeholders dropped."""
-        boxes, labels, scores = self.raw(image)
+        if with_masks:
+            boxes, labels, scores, probabilities = self.raw_with_masks(image)
+            masks: list[torch.Tensor | None] = list(probabilities[:, 0] >= MASK_THRESHOLD)
+        else:
+            boxes, labels, scores = self.raw(image)
+            masks = [None] * len(labels)
+        threshold = self.score_threshold if threshold is None else threshold
         names = self.card.categories
         found = []
-        for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
-            if score < self.score_threshold or not 0 <= label < len(names) or names[label] in PLACEHOLDERS:
+        for box, label, score, mask in zip(boxes.tolist(), labels.tolist(), scores.tolist(), masks):
+            if score < threshold or not 0 <= label < len(names) or names[label] in PLACEHOLDERS:
                 continue
-            found.append(Detection(names[label], float(score), tuple(box)))
+            found.append(Detection(names[label], float(score), tuple(box), mask))
         found.sort(key=lambda d: d.score, reverse=True)
         return found

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 
 class DetectorError(Exception):
-    """Base of every error the caller is allowed to see; the message is safe to return."""
+    """Base of every error the caller is allowed to see; the message is safe to return.
+
+    ``choices`` lists the accepted values when the caller picked one that is
+    not among them, so a client can correct itself without reading the docs.
+    """
 
     code = "internal"
     http_status = 500
     grpc_status = "INTERNAL"
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, choices: list[str] | None = None):
         super().__init__(message)
         self.message = message
+        self.choices = choices
 
 
 class InvalidRequest(DetectorError):

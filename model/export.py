@@ -73,6 +73,7 @@ def export_maskrcnn(
         random_init=random_init,
         masks=True,
         input_size=f"shorter side resized to {min_size}, longer side at most {max_size}",
+        max_side=max_size,
     )
 
 
@@ -89,6 +90,7 @@ def export_centernet(out_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> ModelCar
         categories=list(COCO_80),
         score_threshold=centernet.DEFAULT_SCORE_THRESHOLD,
         input_size=f"resized to {centernet.INPUT_SIZE}x{centernet.INPUT_SIZE}",
+        max_side=centernet.PRESHRINK_SIDE,
         notes={"threshold": "chosen from the sweep in docs/accuracy.md"},
     )
 

@@ -1,4 +1,4 @@
-"""The one inference core both transports call: URL in, named detections out.
+"""The one inference core both transports call: an image (URL or bytes) in, named detections out.
 
 Fetching and decoding run outside the detector's lock, so a slow image server
 ties up only its own request thread, never the model.
@@ -12,25 +12,60 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
+from PIL import Image
 
+from model.card import ModelCard
 from model.config import Settings
 from model.detector import Detection, Detector
 from model.errors import ModelNotReady
 from model.fetch import Fetcher
 from model.images import decode_image, limit_side, to_tensor
+from model.options import DetectOptions
+from model.rle import encode
 
 log = logging.getLogger(__name__)
+
+DEFAULT_OPTIONS = DetectOptions()
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """Detections on ``image``, the (possibly shrunk) picture the model saw.
+
+    ``original_size`` is the upright decoded image's (width, height); the
+    ``image_*`` helpers map a detection back to it, which is what callers
+    asking for boxes and masks expect.
+    """
+
     detections: list[Detection]
+    image: Image.Image
+    original_size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
         return [d.label for d in self.detections]
+
+    @property
+    def scale(self) -> float:
+        return self.original_size[0] / self.image.width
+
+    def image_box(self, detection: Detection) -> list[float]:
+        width, height = self.original_size
+        x1, y1, x2, y2 = (value * self.scale for value in detection.box)
+        return [round(min(max(x1, 0.0), width), 2), round(min(max(y1, 0.0), height), 2),
+                round(min(max(x2, 0.0), width), 2), round(min(max(y2, 0.0), height), 2)]
+
+    def image_mask_rle(self, detection: Detection) -> dict[str, object] | None:
+        """The mask as COCO RLE at the original image's size (upscaled when the image was shrunk)."""
+        if detection.mask is None:
+            return None
+        mask = detection.mask.numpy()
+        if self.original_size != self.image.size:
+            mask = np.asarray(Image.fromarray(mask).resize(self.original_size, Image.Resampling.NEAREST))
+        return encode(mask)
 
 
 def configure_torch(threads: int) -> None:
@@ -56,7 +91,8 @@ class Pipeline:
         started = time.perf_counter()
         detector.warm_up()
         log.info(
-            "model warm (%.2fs warm-up, %d torch threads)", time.perf_counter() - started, torch.get_num_threads()
+            "model warm (%.2fs warm-up, %d torch threads, images shrunk to at most %d px)",
+            time.perf_counter() - started, torch.get_num_threads(), self._max_side(detector),
         )
         self.detector = detector
 
@@ -80,17 +116,40 @@ class Pipeline:
     def ready(self) -> bool:
         return self.detector is not None and self.detector.warm
 
-    def predict_url(self, url: str, timeout: float | None = None) -> Prediction:
+    def _max_side(self, detector: Detector) -> int:
+        return self.settings.max_side if self.settings.max_side is not None else detector.card.max_side
+
+    def ready_detector(self) -> Detector:
+        """The warm detector, or ModelNotReady saying why there is none yet."""
         if self.detector is None or not self.ready:
             reason = f"the model failed to load ({self.load_error})" if self.load_error else "the model is still loading"
             raise ModelNotReady(f"{reason}; retry shortly")
+        return self.detector
+
+    @property
+    def card(self) -> ModelCard:
+        """The served model's sidecar; ModelNotReady until it is loaded."""
+        return self.ready_detector().card
+
+    def predict_url(
+        self, url: str, timeout: float | None = None, options: DetectOptions = DEFAULT_OPTIONS
+    ) -> Prediction:
+        options.checked(self.card)
         started = time.perf_counter()
-        fetched = self.fetcher.fetch(url, timeout)
-        fetched_at = time.perf_counter()
-        image = limit_side(decode_image(fetched.data, self.settings.max_image_pixels), self.settings.max_side)
+        data = self.fetcher.fetch(url, timeout).data
+        return self.predict_bytes(data, options, {"fetch": time.perf_counter() - started})
+
+    def predict_bytes(
+        self, data: bytes, options: DetectOptions = DEFAULT_OPTIONS, timings: dict[str, float] | None = None
+    ) -> Prediction:
+        detector = self.ready_detector()
+        options.checked(detector.card)
+        started = time.perf_counter()
+        upright = decode_image(data, self.settings.max_image_pixels)
+        image = limit_side(upright, self._max_side(detector))
         tensor = to_tensor(image)
         decoded_at = time.perf_counter()
-        detections = self.detector.detect(tensor)
+        detections = options.select(detector.detect(tensor, options.threshold, options.masks))
         done = time.perf_counter()
-        timings = {"fetch": fetched_at - started, "decode": decoded_at - fetched_at, "inference": done - decoded_at}
-        return Prediction(detections, timings)
+        timings = {**(timings or {}), "decode": decoded_at - started, "inference": done - decoded_at}
+        return Prediction(detections, image, upright.size, timings)

@@ -15,7 +15,8 @@ from model.errors import DetectorError
 from model.config import Settings
 from model.detector import Detector
 from model.metrics import ERRORS, IN_FLIGHT, MODEL_INFO, REQUEST_SECONDS, STAGE_SECONDS
-from model.pipeline import Pipeline, Prediction
+from model.options import DetectOptions
+from model.pipeline import DEFAULT_OPTIONS, Pipeline, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,21 @@ def record_error(transport: str, code: str, url: str, message: str) -> None:
     log.warning("predict failed transport=%s host=%s code=%s: %s", transport, _host_of(url), code, message)
 
 
-def serve_predict(pipeline: Pipeline, transport: str, url: str, timeout: float | None = None) -> Prediction:
-    """Run one prediction; raises only :class:`DetectorError`, never a raw exception."""
+def serve(transport: str, source: str, work: Callable[[], Prediction]) -> Prediction:
+    """Run one prediction with its metrics; raises only :class:`DetectorError`, never a raw exception.
+
+    ``source`` is the image URL (logged by host only) or a description of an upload.
+    """
     started = time.perf_counter()
     in_flight = IN_FLIGHT.labels(transport)
     in_flight.inc()
     try:
-        prediction = pipeline.predict_url(url, timeout)
+        prediction = work()
     except DetectorError as exc:
-        record_error(transport, exc.code, url, exc.message)
+        record_error(transport, exc.code, source, exc.message)
         raise
     except Exception:
-        log.exception("predict crashed transport=%s host=%s", transport, _host_of(url))
+        log.exception("predict crashed transport=%s host=%s", transport, _host_of(source))
         ERRORS.labels(transport, DetectorError.code).inc()
         raise DetectorError("internal error while processing the image") from None
     finally:
@@ -60,6 +64,20 @@ def serve_predict(pipeline: Pipeline, transport: str, url: str, timeout: float |
     for stage, seconds in prediction.timings.items():
         STAGE_SECONDS.labels(transport, stage).observe(seconds)
     return prediction
+
+
+def serve_predict(
+    pipeline: Pipeline,
+    transport: str,
+    url: str,
+    timeout: float | None = None,
+    options: DetectOptions = DEFAULT_OPTIONS,
+) -> Prediction:
+    return serve(transport, url, lambda: pipeline.predict_url(url, timeout, options))
+
+
+def serve_upload(pipeline: Pipeline, transport: str, data: bytes, options: DetectOptions) -> Prediction:
+    return serve(transport, "upload", lambda: pipeline.predict_bytes(data, options))
 
 
 def start_pipeline(settings: Settings, on_ready: Callable[[Detector], None] | None = None) -> Pipeline:

@@ -1,0 +1,245 @@
+"""The OpenAPI 3.0 description of the HTTP API, served at ``/openapi.json``.
+
+Built in code so the limits it states (batch size, image bytes, thresholds)
+are the ones the running service enforces. ``tests/test_openapi.py`` runs
+schemathesis against it and the live service, so it cannot drift from the
+real responses unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.config import Settings
+from model.options import MAX_DETECTIONS
+
+_ERRORS = {
+    "400": "Invalid request or option (see error.code; unknown classes list error.choices)",
+    "403": "The URL points at an address the service may not fetch",
+    "413": "Request body or image too large",
+    "415": "Not an image, or an unsupported request content type",
+    "422": "The image could not be decoded",
+    "500": "Internal error",
+    "502": "The image URL could not be fetched",
+    "503": "The model is not loaded yet",
+    "504": "Fetching the image timed out",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: _json(_ref("Error"), _ERRORS[code]) for code in codes}
+
+
+_IMAGE_ERRORS = ("400", "403", "413", "415", "422", "500", "502", "503", "504")
+
+_OPTION_PROPERTIES: dict[str, Any] = {
+    "threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "Minimum score (default: the model's)"},
+    "classes": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                "description": "Only these COCO class names"},
+    "max_detections": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS, "default": MAX_DETECTIONS},
+    "masks": {"type": "boolean", "default": False, "description": "Add COCO RLE masks (Mask R-CNN only)"},
+}
+
+_QUERY_OPTIONS = [
+    {"name": "threshold", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+    {"name": "classes", "in": "query", "description": "Comma-separated COCO class names",
+     "schema": {"type": "string"}},
+    {"name": "max_detections", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS}},
+    {"name": "masks", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
+]
+
+
+def _image_body(max_bytes: int) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _ref("DetectRequest")},
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary", "description": f"At most {max_bytes} bytes"},
+                    "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                    "classes": {"type": "string", "description": "Comma-separated COCO class names"},
+                    "max_detections": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS},
+                    "masks": {"type": "string", "enum": ["true", "false"]},
+                },
+            }},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "choices": {"type": "array", "items": {"type": "string"}},
+                },
+            }},
+        },
+        "PredictRequest": {
+            "type": "object", "required": ["url"], "properties": {"url": {"type": "string"}},
+        },
+        "PredictResponse": {
+            "type": "object",
+            "required": ["objects"],
+            "additionalProperties": False,
+            "properties": {"objects": {"type": "array", "items": {"type": "string"}}},
+        },
+        "DetectRequest": {
+            "type": "object",
+            "required": ["url"],
+            "additionalProperties": False,
+            "properties": {"url": {"type": "string", "example": "https://example.com/street.jpg"},
+                           **_OPTION_PROPERTIES},
+        },
+        "BatchRequest": {
+            "type": "object",
+            "required": ["urls"],
+            "additionalProperties": False,
+            "properties": {"urls": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                           **_OPTION_PROPERTIES},
+        },
+        "Mask": {
+            "type": "object",
+            "description": "COCO run-length encoding (pycocotools.mask.decode reads it)",
+            "required": ["size", "counts"],
+            "properties": {
+                "size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+                "counts": {"type": "string"},
+            },
+        },
+        "Detection": {
+            "type": "object",
+            "required": ["label", "score", "box"],
+            "properties": {
+                "label": {"type": "string"},
+                "score": {"type": "number", "minimum": 0, "maximum": 1},
+                "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                        "description": "[x1, y1, x2, y2] in pixels of the upright original image"},
+                "mask": _ref("Mask"),
+            },
+        },
+        "Model": {
+            "type": "object",
+            "required": ["name", "weights", "random_init", "masks_available", "default_threshold"],
+            "properties": {
+                "name": {"type": "string"},
+                "weights": {"type": "string"},
+                "random_init": {"type": "boolean"},
+                "masks_available": {"type": "boolean"},
+                "default_threshold": {"type": "number"},
+            },
+        },
+        "ModelDetails": {"allOf": [_ref("Model"), {
+            "type": "object",
+            "required": ["input_size", "classes"],
+            "properties": {"input_size": {"type": "string"}, "classes": {"type": "array", "items": {"type": "string"}}},
+        }]},
+        "DetectResponse": {
+            "type": "object",
+            "required": ["model", "image", "threshold", "detections", "timing_ms"],
+            "properties": {
+                "model": _ref("Model"),
+                "image": {
+                    "type": "object",
+                    "required": ["width", "height"],
+                    "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}},
+                },
+                "threshold": {"type": "number"},
+                "detections": {"type": "array", "items": _ref("Detection")},
+                "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+            },
+        },
+        "BatchResponse": {
+            "type": "object",
+            "required": ["results"],
+            "properties": {"results": {"type": "array", "items": {
+                "description": "In request order: a DetectResponse plus its url, or an Error plus its url",
+                "oneOf": [
+                    {"allOf": [_ref("DetectResponse"), {"type": "object", "required": ["url"]}]},
+                    {"allOf": [_ref("Error"), {"type": "object", "required": ["url"]}]},
+                ],
+            }}},
+        },
+    }
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    max_bytes = settings.fetch.max_bytes
+    png = {"description": "The image with boxes, labels and scores drawn (masks tinted when asked)",
+           "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Instance detection service",
+            "version": "1.0.0",
+            "description": "COCO instance detection. POST /predict is the stable label-only contract; "
+                           "/v1 adds boxes, scores, masks, options, uploads, batches and annotated images.",
+        },
+        "paths": {
+            "/predict": {"post": {
+                "summary": "COCO class name of every detected instance",
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("PredictRequest")}}},
+                "responses": {"200": _json(_ref("PredictResponse"), "One entry per instance"),
+                              **_errors(*_IMAGE_ERRORS)},
+            }},
+            "/v1/model": {"get": {
+                "summary": "The served model, its default threshold and the class names it knows",
+                "responses": {"200": _json(_ref("ModelDetails"), "The served model"), **_errors("503")},
+            }},
+            "/v1/detect": {"post": {
+                "summary": "Labels, scores, boxes and optional masks for one image (URL or upload)",
+                "parameters": _QUERY_OPTIONS,
+                "requestBody": _image_body(max_bytes),
+                "responses": {"200": _json(_ref("DetectResponse"), "Detections, best first"),
+                              **_errors(*_IMAGE_ERRORS)},
+            }},
+            "/v1/detect:batch": {"post": {
+                "summary": f"Detections for up to {settings.max_batch} image URLs, answered in order",
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("BatchRequest")}}},
+                "responses": {"200": _json(_ref("BatchResponse"), "One result or error per URL"),
+                              **_errors("400", "413", "500", "503")},
+            }},
+            "/v1/detect/annotated": {
+                "get": {
+                    "summary": "The image at a URL with its detections drawn",
+                    "parameters": [{"name": "url", "in": "query", "required": True, "schema": {"type": "string"}},
+                                   *_QUERY_OPTIONS],
+                    "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
+                },
+                "post": {
+                    "summary": "An uploaded image (or a URL in JSON) with its detections drawn",
+                    "parameters": _QUERY_OPTIONS,
+                    "requestBody": _image_body(max_bytes),
+                    "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
+                },
+            },
+            "/healthz": {"get": {"summary": "The process is up",
+                                 "responses": {"200": _json({"type": "object"}, "Alive")}}},
+            "/readyz": {"get": {"summary": "The model is loaded and warm",
+                                "responses": {"200": _json({"type": "object"}, "Ready"), **_errors("503")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics of every worker and the gRPC server",
+                                 "responses": {"200": {"description": "Prometheus text format",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+        "components": {"schemas": _schemas()},
+    }
