@@ -21,7 +21,7 @@ COPY grpc_service/ grpc_service/
 COPY supervisord.conf ./
 
 # The same two steps `make run` performs: generate the gRPC modules, export the model.
-RUN python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto \
+RUN python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto proto/detection.proto \
  && python -m model.export --source maskrcnn --out /app/artifacts/model \
  && rm -rf /root/.cache/torch
 

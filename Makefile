@@ -9,7 +9,7 @@ MODEL_SOURCE ?= auto
 PYTEST_ARGS ?=
 
 STAMP := $(VENV)/.installed
-PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py
+PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
 .PHONY: setup proto model run test bench evaluate clean
 
@@ -21,8 +21,8 @@ $(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
-$(PROTO_OUT) &: proto/inference.proto $(STAMP)
-	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto
+$(PROTO_OUT) &: proto/inference.proto proto/detection.proto $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto proto/detection.proto
 
 proto: $(PROTO_OUT)
 

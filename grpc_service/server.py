@@ -1,5 +1,7 @@
 """gRPC adapter: ``inference.InstanceDetector/Predict`` over the shared inference core.
 
+The same server also serves ``detection.v1.Detector`` (structured detections,
+see :mod:`grpc_service.detection_servicer`).
 Also serves the standard health service (``SERVING`` only once the model is
 warm) and server reflection, so ``grpcurl`` works without the proto file.
 Started by ``python -m grpc_service`` (see ``__main__``), which points
@@ -24,12 +26,16 @@ from model.errors import DetectorError
 from model.metrics import GRPC_INFERENCE_COUNT
 from model.pipeline import Pipeline
 from model.serving import configure_logging, serve_predict, start_pipeline
-from proto import inference_pb2, inference_pb2_grpc
+from grpc_service.detection_servicer import DetectorServicer
+from proto import detection_pb2, detection_pb2_grpc, inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("grpc_service")
 
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_RECEIVE_BYTES = 64 * 1024
+# Answers with masks carry one RLE string per detection; requests stay small.
+MAX_SEND_BYTES = 64 * 1024 * 1024
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"].full_name
+DETECTION_SERVICE_NAME = detection_pb2.DESCRIPTOR.services_by_name["Detector"].full_name
 
 
 class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
@@ -51,14 +57,15 @@ def build_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ],
     )
     inference_pb2_grpc.add_InstanceDetectorServicer_to_server(InstanceDetectorServicer(pipeline), server)
+    detection_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(pipeline), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, DETECTION_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
     if server.add_insecure_port(address) == 0:
         raise RuntimeError(f"could not bind gRPC server to {address}")
@@ -70,11 +77,11 @@ def main() -> None:
     settings = Settings.from_env()
     address = f"{os.environ.get('DETECTOR_GRPC_HOST', '0.0.0.0')}:{os.environ.get('DETECTOR_GRPC_PORT', '9090')}"
     health_servicer = health.HealthServicer()
-    for name in (SERVICE_NAME, ""):
+    for name in (SERVICE_NAME, DETECTION_SERVICE_NAME, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def on_ready(_: Detector) -> None:
-        for name in (SERVICE_NAME, ""):
+        for name in (SERVICE_NAME, DETECTION_SERVICE_NAME, ""):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     pipeline = start_pipeline(settings, on_ready)

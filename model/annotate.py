@@ -1,7 +1,7 @@
 """Draw a prediction onto its image: tinted masks, boxes, and "label score" tags.
 
-Drawn on the picture the model saw (at most the model's ``max_side``), so an
-annotated PNG stays a few megabytes however large the original was.
+Drawn on the upright original, shrunk to at most ``MAX_SIDE`` so an annotated
+PNG stays a few megabytes however large the original was.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from model.images import limit_side
 from model.pipeline import Prediction
+
+MAX_SIDE = 1600
 
 _PALETTE = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -29,22 +32,22 @@ def colour_for(label: str) -> tuple[int, int, int]:
 def _tint(image: Image.Image, prediction: Prediction) -> Image.Image:
     pixels = np.asarray(image, dtype=np.float32).copy()
     for detection in reversed(prediction.detections):
-        if detection.mask is None:
+        where = prediction.mask_at(detection, image.size)
+        if where is None:
             continue
-        where = detection.mask.numpy()
         pixels[where] = pixels[where] * (1 - MASK_ALPHA) + np.array(colour_for(detection.label)) * MASK_ALPHA
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
 def annotate(prediction: Prediction) -> Image.Image:
-    image = _tint(prediction.image.convert("RGB"), prediction)
+    image = _tint(limit_side(prediction.original, MAX_SIDE), prediction)
     draw = ImageDraw.Draw(image)
     side = max(image.size)
     line = max(2, side // 320)
     font = ImageFont.load_default(size=max(12, side // 50))
     for detection in reversed(prediction.detections):
         colour = colour_for(detection.label)
-        x1, y1, x2, y2 = detection.box
+        x1, y1, x2, y2 = prediction.box_at(detection, image.size)
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
         text = f"{detection.label} {detection.score:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)

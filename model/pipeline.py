@@ -34,14 +34,14 @@ DEFAULT_OPTIONS = DetectOptions()
 class Prediction:
     """Detections on ``image``, the (possibly shrunk) picture the model saw.
 
-    ``original_size`` is the upright decoded image's (width, height); the
-    ``image_*`` helpers map a detection back to it, which is what callers
-    asking for boxes and masks expect.
+    ``original`` is the upright decoded image; ``box_at`` and ``mask_at``
+    map a detection onto a picture of any size (the original for JSON
+    answers, a bounded copy for annotated PNGs).
     """
 
     detections: list[Detection]
     image: Image.Image
-    original_size: tuple[int, int]
+    original: Image.Image
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -49,23 +49,32 @@ class Prediction:
         return [d.label for d in self.detections]
 
     @property
-    def scale(self) -> float:
-        return self.original_size[0] / self.image.width
+    def original_size(self) -> tuple[int, int]:
+        return self.original.size
 
-    def image_box(self, detection: Detection) -> list[float]:
-        width, height = self.original_size
-        x1, y1, x2, y2 = (value * self.scale for value in detection.box)
+    def box_at(self, detection: Detection, size: tuple[int, int]) -> list[float]:
+        width, height = size
+        scale = width / self.image.width
+        x1, y1, x2, y2 = (value * scale for value in detection.box)
         return [round(min(max(x1, 0.0), width), 2), round(min(max(y1, 0.0), height), 2),
                 round(min(max(x2, 0.0), width), 2), round(min(max(y2, 0.0), height), 2)]
 
-    def image_mask_rle(self, detection: Detection) -> dict[str, object] | None:
-        """The mask as COCO RLE at the original image's size (upscaled when the image was shrunk)."""
+    def mask_at(self, detection: Detection, size: tuple[int, int]) -> np.ndarray | None:
         if detection.mask is None:
             return None
         mask = detection.mask.numpy()
-        if self.original_size != self.image.size:
-            mask = np.asarray(Image.fromarray(mask).resize(self.original_size, Image.Resampling.NEAREST))
-        return encode(mask)
+        if size != self.image.size:
+            mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+        return mask
+
+    def image_box(self, detection: Detection) -> list[float]:
+        """The box in pixels of the upright original image."""
+        return self.box_at(detection, self.original_size)
+
+    def image_mask_rle(self, detection: Detection) -> dict[str, object] | None:
+        """The mask as COCO RLE at the original image's size."""
+        mask = self.mask_at(detection, self.original_size)
+        return None if mask is None else encode(mask)
 
 
 def configure_torch(threads: int) -> None:
@@ -152,4 +161,4 @@ class Pipeline:
         detections = options.select(detector.detect(tensor, options.threshold, options.masks))
         done = time.perf_counter()
         timings = {**(timings or {}), "decode": decoded_at - started, "inference": done - decoded_at}
-        return Prediction(detections, image, upright.size, timings)
+        return Prediction(detections, image, upright, timings)

@@ -1,0 +1,83 @@
+"""gRPC adapter for ``detection.v1.Detector``: structured detections beside the untouched Predict.
+
+Options are validated by the shared core (``DetectOptions.checked``), so a
+request refused over HTTP is refused here with the same message, as
+INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from model.detector import Detector
+from model.errors import DetectorError
+from model.options import MAX_DETECTIONS, DetectOptions, known_classes
+from model.pipeline import Pipeline, Prediction
+from model.serving import serve_predict
+from proto import detection_pb2, detection_pb2_grpc
+
+
+def _abort(context: grpc.ServicerContext, exc: DetectorError) -> None:
+    context.abort(getattr(grpc.StatusCode, exc.grpc_status), f"{exc.code}: {exc.message}")
+
+
+def model_info(detector: Detector) -> detection_pb2.ModelInfo:
+    card = detector.card
+    return detection_pb2.ModelInfo(
+        name=card.name,
+        weights=card.weights,
+        random_init=card.random_init,
+        masks_available=card.masks,
+        default_threshold=detector.score_threshold,
+        classes=known_classes(card),
+    )
+
+
+def options_from(request: detection_pb2.DetectRequest) -> DetectOptions:
+    return DetectOptions(
+        threshold=request.threshold if request.HasField("threshold") else None,
+        classes=tuple(request.classes) or None,
+        max_detections=request.max_detections if request.HasField("max_detections") else MAX_DETECTIONS,
+        masks=request.masks,
+    )
+
+
+def response_from(prediction: Prediction, detector: Detector, options: DetectOptions) -> detection_pb2.DetectResponse:
+    detections = []
+    for found in prediction.detections:
+        x1, y1, x2, y2 = prediction.image_box(found)
+        item = detection_pb2.Detection(
+            label=found.label, score=found.score, box=detection_pb2.Box(x1=x1, y1=y1, x2=x2, y2=y2)
+        )
+        rle = prediction.image_mask_rle(found)
+        if rle is not None:
+            height, width = rle["size"]  # type: ignore[misc]
+            item.mask.CopyFrom(detection_pb2.Mask(height=height, width=width, counts=str(rle["counts"])))
+        detections.append(item)
+    width, height = prediction.original_size
+    return detection_pb2.DetectResponse(
+        model=model_info(detector),
+        image=detection_pb2.ImageSize(width=width, height=height),
+        threshold=detector.score_threshold if options.threshold is None else options.threshold,
+        detections=detections,
+        timing_ms={stage: seconds * 1000 for stage, seconds in prediction.timings.items()},
+    )
+
+
+class DetectorServicer(detection_pb2_grpc.DetectorServicer):
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def Detect(self, request: detection_pb2.DetectRequest, context: grpc.ServicerContext):  # noqa: N802
+        options = options_from(request)
+        try:
+            prediction = serve_predict(self.pipeline, "grpc", request.url, context.time_remaining(), options)
+            return response_from(prediction, self.pipeline.ready_detector(), options)
+        except DetectorError as exc:
+            _abort(context, exc)
+
+    def GetModel(self, request: detection_pb2.GetModelRequest, context: grpc.ServicerContext):  # noqa: N802
+        try:
+            return model_info(self.pipeline.ready_detector())
+        except DetectorError as exc:
+            _abort(context, exc)
