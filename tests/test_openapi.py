@@ -1,0 +1,73 @@
+"""/openapi.json against the live service: schemathesis sends schema-driven requests to 127.0.0.1.
+
+Every response must have a documented status, content type and body shape,
+and nothing may ever be a 500 (an internal error is a bug, whatever the
+input). Random URLs are legitimately refused (400/403/502), so the checks
+that expect arbitrary schema-valid data to succeed do not apply here.
+"""
+
+from __future__ import annotations
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+
+from http_service.openapi import openapi_document
+from model.config import Settings
+
+# Built from the code the service serves it from (a test below checks the served copy is the
+# same); loading it eagerly avoids schemathesis' lazy fixture loader, which pytest 9 breaks.
+schema = schemathesis.openapi.from_dict(openapi_document(Settings.from_env({})))
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_every_response_matches_the_document(case, service):
+    response = case.call_and_validate(
+        base_url=service.http_url,
+        checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
+        timeout=60,
+    )
+    assert response.status_code != 500, response.text
+
+
+def test_the_served_document_describes_every_route(service):
+    import requests
+
+    document = requests.get(f"{service.http_url}/openapi.json", timeout=30).json()
+    assert document == schema.raw_schema
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {
+        "/predict", "/v1/model", "/v1/detect", "/v1/detect:batch", "/v1/detect/annotated",
+        "/healthz", "/readyz", "/metrics",
+    }
+
+
+def test_real_successes_match_the_document(service, image_server, shared_dir):
+    """Random inputs rarely reach a 200; these requests do, for every operation that can."""
+    import requests
+
+    base = service.http_url
+    dog = image_server.url("/images/darknet_dog.jpg")
+    photo = (shared_dir / "eval" / "images" / "darknet_dog.jpg").read_bytes()
+    calls = [
+        ("/predict", "POST", requests.post(f"{base}/predict", json={"url": dog}, timeout=60)),
+        ("/v1/detect", "POST", requests.post(f"{base}/v1/detect", json={"url": dog, "threshold": 0.2}, timeout=60)),
+        ("/v1/detect", "POST", requests.post(f"{base}/v1/detect", files={"image": ("d.jpg", photo, "image/jpeg")},
+                                             timeout=60)),
+        ("/v1/detect:batch", "POST", requests.post(f"{base}/v1/detect:batch",
+                                                   json={"urls": [dog, "http://10.0.0.1/"]}, timeout=60)),
+        ("/v1/detect/annotated", "GET", requests.get(f"{base}/v1/detect/annotated", params={"url": dog},
+                                                     timeout=60)),
+        ("/v1/detect/annotated", "POST", requests.post(f"{base}/v1/detect/annotated", data=photo,
+                                                       headers={"Content-Type": "image/jpeg"}, timeout=60)),
+        ("/v1/model", "GET", requests.get(f"{base}/v1/model", timeout=30)),
+    ]
+    for path, method, response in calls:
+        assert response.status_code == 200, (path, response.text)
+        schema[path][method].validate_response(response)
