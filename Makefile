@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: setup proto model run test bench evaluate clean
+.PHONY: setup proto model browser run test bench evaluate clean
 
 setup: $(STAMP) $(PROTO_OUT)
 
@@ -35,6 +35,13 @@ run: setup model
 	mkdir -p $(RUN_DIR)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)" \
 		$(VENV)/bin/supervisord -c supervisord.conf
+
+# The page test drives Debian's headless Chromium (no browser download from elsewhere).
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
