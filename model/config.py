@@ -24,9 +24,14 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-def default_torch_threads(cpu_count: int, model_processes: int) -> int:
-    """Split the cores between the processes that each hold a model, never below one."""
-    return max(1, cpu_count // max(1, model_processes))
+def default_torch_threads(cpu_count: int) -> int:
+    """Every process may use every core: inference is serialised per process and load is uneven.
+
+    Splitting the cores between the three model processes (1 thread each on
+    2 cores) left cores idle whenever fewer processes than cores were busy,
+    and measured no faster when all were (docs/performance.md, "Threads").
+    """
+    return max(1, cpu_count)
 
 
 @dataclass(frozen=True)
@@ -54,14 +59,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        model_processes = _env_int(env, "DETECTOR_MODEL_PROCESSES", 3)
         allow = tuple(item.strip() for item in env.get("DETECTOR_URL_ALLOWLIST", "").split(",") if item.strip())
         return cls(
             model_dir=Path(env.get("DETECTOR_MODEL_DIR") or DEFAULT_MODEL_DIR),
             score_threshold=_env_float(env, "DETECTOR_SCORE_THRESHOLD", None),
-            torch_threads=_env_int(
-                env, "DETECTOR_TORCH_THREADS", default_torch_threads(os.cpu_count() or 1, model_processes)
-            ),
+            torch_threads=_env_int(env, "DETECTOR_TORCH_THREADS", default_torch_threads(os.cpu_count() or 1)),
             max_image_pixels=_env_int(env, "DETECTOR_MAX_IMAGE_PIXELS", 50_000_000),
             max_side=int(env["DETECTOR_MAX_SIDE"]) if env.get("DETECTOR_MAX_SIDE", "").strip() else None,
             max_batch=_env_int(env, "DETECTOR_MAX_BATCH", 16),

@@ -35,6 +35,11 @@ ERRORS = Counter("app_request_errors", "Failed predict requests by error code.",
 IN_FLIGHT = Gauge(
     "app_requests_in_flight", "Predict requests being served.", ["transport"], multiprocess_mode="livesum"
 )
+MODEL_PROCESSES_READY = Gauge(
+    "app_model_processes_ready",
+    "Processes (gunicorn workers and the gRPC server) whose model is loaded and warm.",
+    multiprocess_mode="livesum",
+)
 MODEL_INFO = Gauge(
     "app_model_info", "The model each process serves (value 1).", ["model", "weights"], multiprocess_mode="max"
 )

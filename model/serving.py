@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from model.errors import DetectorError
 from model.config import Settings
 from model.detector import Detector
-from model.metrics import ERRORS, IN_FLIGHT, MODEL_INFO, REQUEST_SECONDS, STAGE_SECONDS
+from model.metrics import ERRORS, IN_FLIGHT, MODEL_INFO, MODEL_PROCESSES_READY, REQUEST_SECONDS, STAGE_SECONDS
 from model.options import DetectOptions
 from model.pipeline import DEFAULT_OPTIONS, Pipeline, Prediction
 
@@ -85,6 +85,7 @@ def start_pipeline(settings: Settings, on_ready: Callable[[Detector], None] | No
 
     def _ready(detector: Detector) -> None:
         MODEL_INFO.labels(detector.card.name, detector.card.weights).set(1)
+        MODEL_PROCESSES_READY.set(1)
         if on_ready is not None:
             on_ready(detector)
 

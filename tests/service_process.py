@@ -69,7 +69,7 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"supervisord exited early:\n{self.logs()}")
-            if self.http_ready() and self.grpc_serving():
+            if self.http_ready() and self.grpc_serving() and self.processes_ready() >= self.model_processes:
                 return
             time.sleep(0.25)
         raise TimeoutError(f"service not ready after {timeout}s:\n{self.logs()}")
@@ -80,6 +80,18 @@ class ServiceProcess:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    @property
+    def model_processes(self) -> int:
+        """Every gunicorn worker plus the gRPC server holds a model."""
+        return int(self.env.get("DETECTOR_HTTP_WORKERS", "2")) + 1
+
+    def processes_ready(self) -> float:
+        """How many processes report a warm model (/readyz reaches only one worker)."""
+        try:
+            return self.metric("app_model_processes_ready")
+        except (urllib.error.URLError, OSError, AssertionError, KeyError):
+            return 0.0
 
     def grpc_serving(self) -> bool:
         from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -32,6 +32,10 @@ def test_http_and_grpc_give_the_same_objects(service, image_server):
         assert service.predict_grpc(url) == body["objects"], name
 
 
+def test_every_model_process_reports_ready(service):
+    assert service.metric("app_model_processes_ready") == service.model_processes == 3
+
+
 def test_counter_is_parsed_as_the_contract_says(service):
     _, text = service.get("/metrics")
     assert "app_http_inference_count_total " in text
