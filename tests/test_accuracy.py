@@ -6,8 +6,9 @@ import json
 
 from scripts.evaluate import evaluate, grpc_predictor, http_predictor, mean_score, score, serve_folder
 
-# What the offline model scores today (docs/accuracy.md); the external pass mark is 0.5.
-REGRESSION_BAR = 0.8
+# The offline model scored 0.887 before the 640 px pre-shrink and 0.914 with it
+# (docs/accuracy.md): never fall below the earlier score. The external pass mark is 0.5.
+REGRESSION_BAR = 0.887
 
 
 def test_score_is_the_multiset_dice_of_the_acceptance_test():

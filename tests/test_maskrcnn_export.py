@@ -33,33 +33,31 @@ def _eager_from(state: dict) -> torch.nn.Module:
     return model
 
 
-def test_torchscript_gives_the_eager_model_boxes_labels_scores(random_export):
+@pytest.fixture(scope="module")
+def both_on_one_image(random_export) -> tuple[dict, tuple, tuple]:
+    """Eager torchvision's output, the export's forward() and its detect_masks() on one random image."""
     out, state = random_export
     scripted = torch.jit.load(str(out / "model" / MODEL_FILE))
-    eager = _eager_from(state)
     torch.manual_seed(0)
     image = torch.rand(3, 300, 400)
     with torch.inference_mode():
-        expected = eager([image])[0]
-        boxes, labels, scores = scripted(image)
+        return _eager_from(state)([image])[0], scripted(image), scripted.detect_masks(image)
+
+
+def test_torchscript_gives_the_eager_model_boxes_labels_scores(both_on_one_image):
+    expected, (boxes, labels, scores), _ = both_on_one_image
     assert len(boxes) > 0
     assert torch.equal(labels, expected["labels"])
     torch.testing.assert_close(boxes, expected["boxes"])
     torch.testing.assert_close(scores, expected["scores"])
 
 
-def test_detect_masks_gives_the_eager_models_masks_on_the_same_detections(random_export):
-    out, state = random_export
-    scripted = torch.jit.load(str(out / "model" / MODEL_FILE))
-    eager = _eager_from(state)
-    torch.manual_seed(0)
-    image = torch.rand(3, 300, 400)
-    with torch.inference_mode():
-        expected = eager([image])[0]
-        boxes, labels, scores, masks = scripted.detect_masks(image)
+def test_detect_masks_gives_the_eager_models_masks_on_the_same_detections(both_on_one_image):
+    expected, _, (boxes, labels, scores, masks) = both_on_one_image
     assert masks.shape == (len(boxes), 1, 300, 400)
     assert torch.equal(labels, expected["labels"])
     torch.testing.assert_close(boxes, expected["boxes"])
+    torch.testing.assert_close(scores, expected["scores"])
     torch.testing.assert_close(masks, expected["masks"])
 
 
