@@ -207,6 +207,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             }},
             "/v1/detect": {"post": {
                 "summary": "Labels, scores, boxes and optional masks for one image (URL or upload)",
+                "description": "Options go in the JSON body with a URL, or in the query string (or form "
+                               "fields) with an upload; query options beside a JSON body are a 400.",
                 "parameters": _QUERY_OPTIONS,
                 "requestBody": _image_body(max_bytes),
                 "responses": {"200": _json(_ref("DetectResponse"), "Detections, best first"),

@@ -113,6 +113,8 @@ def image_request(request: Request, max_image_bytes: int) -> tuple[ImageSource, 
     """A URL in a JSON body, a multipart ``image`` file, or a raw ``image/*`` body, with its options."""
     mimetype = request.mimetype
     if mimetype == "application/json":
+        if request.args:
+            raise InvalidRequest("with a JSON body, put the options in the body, not in the query string")
         request.max_content_length = JSON_BODY_BYTES
         body = json_object(request, ("url", *OPTION_FIELDS))
         url = body.get("url")
