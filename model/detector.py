@@ -79,23 +79,25 @@ class Detector:
         with self._lock, torch.inference_mode():
             return self._module(image)
 
-    def raw_with_masks(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def raw_with_masks(
+        self, image: torch.Tensor, min_score: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.supports_masks:
             raise RuntimeError(f"{self.card.name} has no mask branch")
         with self._lock, torch.inference_mode():
-            return self._module.detect_masks(image)
+            return self._module.detect_masks(image, min_score)
 
     def detect(
         self, image: torch.Tensor, threshold: float | None = None, with_masks: bool = False
     ) -> list[Detection]:
         """Detections at or above the threshold, highest score first, placeholders dropped."""
+        threshold = self.score_threshold if threshold is None else threshold
         if with_masks:
-            boxes, labels, scores, probabilities = self.raw_with_masks(image)
+            boxes, labels, scores, probabilities = self.raw_with_masks(image, threshold)
             masks: list[torch.Tensor | None] = list(probabilities[:, 0] >= MASK_THRESHOLD)
         else:
             boxes, labels, scores = self.raw(image)
             masks = [None] * len(labels)
-        threshold = self.score_threshold if threshold is None else threshold
         names = self.card.categories
         found = []
         for box, label, score, mask in zip(boxes.tolist(), labels.tolist(), scores.tolist(), masks):

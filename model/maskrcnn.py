@@ -82,7 +82,7 @@ class MaskRCNNDetector(nn.Module):
         heads.mask_predictor = None
         self.model = model
 
-    def _detect(self, image: Tensor, with_masks: bool) -> Dict[str, Tensor]:
+    def _detect(self, image: Tensor, with_masks: bool, min_score: float) -> Dict[str, Tensor]:
         original_size = (image.shape[-2], image.shape[-1])
         images, _ = self.model.transform([image])
         features = self.model.backbone(images.tensors)
@@ -90,19 +90,26 @@ class MaskRCNNDetector(nn.Module):
         detections, _ = self.model.roi_heads(features, proposals, images.image_sizes)
         if with_masks:
             found = detections[0]
+            keep = found["scores"] >= min_score
+            for key in ("boxes", "labels", "scores"):
+                found[key] = found[key][keep]
             pooled = self.mask_roi_pool(features, [found["boxes"]], images.image_sizes)
             logits = self.mask_predictor(self.mask_head(pooled))
             found["masks"] = maskrcnn_inference(logits, [found["labels"]])[0]
         return self.model.transform.postprocess(detections, images.image_sizes, [original_size])[0]
 
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        found = self._detect(image, False)
+        found = self._detect(image, False, 0.0)
         return found["boxes"], found["labels"], found["scores"]
 
     @torch.jit.export
-    def detect_masks(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Also per-detection mask probabilities [N, 1, H, W] at the input image's size."""
-        found = self._detect(image, True)
+    def detect_masks(self, image: Tensor, min_score: float = 0.0) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Detections scoring at least ``min_score``, with mask probabilities [N, 1, H, W] at the image's size.
+
+        The mask head and the paste-back run per detection, so detections the
+        caller's threshold would drop are dropped before, not after, that work.
+        """
+        found = self._detect(image, True, min_score)
         return found["boxes"], found["labels"], found["scores"], found["masks"]
 
 

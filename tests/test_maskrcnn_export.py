@@ -142,3 +142,16 @@ def test_cli_rejects_contradictory_flags(capsys):
     with pytest.raises(SystemExit):
         export.main(["--source", "mb3-centernet", "--max-size", "640"])
     assert "--max-size" in capsys.readouterr().err
+
+
+def test_detect_masks_skips_detections_below_min_score(random_export, both_on_one_image):
+    out, _ = random_export
+    _, _, (boxes, labels, scores, masks) = both_on_one_image
+    min_score = float(scores[len(scores) // 2])
+    keep = scores >= min_score
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        kept = torch.jit.load(str(out / "model" / MODEL_FILE)).detect_masks(torch.rand(3, 300, 400), min_score)
+    assert 0 < len(kept[0]) < len(boxes)
+    for got, want in zip(kept, (boxes[keep], labels[keep], scores[keep], masks[keep])):
+        torch.testing.assert_close(got, want)
