@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-STOP = threading.Event()
-
 
 def _png_bytes(image: Image.Image, **params: object) -> bytes:
     buffer = io.BytesIO()
@@ -75,6 +73,8 @@ class ImageServer:
         self.images = Path(images)
         self.cases = make_cases(self.images / photo)
         self.requests: list[str] = []
+        # Per server: stopping one server must not end another's slow or endless responses.
+        self.stopping = threading.Event()
         handler = self._handler()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -88,7 +88,7 @@ class ImageServer:
         self._thread.start()
 
     def stop(self) -> None:
-        STOP.set()
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -159,10 +159,10 @@ class ImageServer:
                     self.end_headers()
                     self.close_connection = True
                     chunk = b"\0" * 65536
-                    while not STOP.is_set():
+                    while not outer.stopping.is_set():
                         self.wfile.write(chunk)
                 elif name == "slow-headers":
-                    STOP.wait(30)
+                    outer.stopping.wait(30)
                     self._send(200, outer.cases["photo.jpg"][0], "image/jpeg")
                 elif name == "slow-body":
                     body = outer.cases["photo.jpg"][0]
@@ -171,7 +171,7 @@ class ImageServer:
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     for offset in range(0, len(body), 256):
-                        if STOP.wait(0.5):
+                        if outer.stopping.wait(0.5):
                             return
                         self.wfile.write(body[offset : offset + 256])
                         self.wfile.flush()
