@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from http_service.detect_api import detect_blueprint
 from http_service.openapi import openapi_document
+from http_service.params import JSON_BODY_BYTES, url_field
 from http_service.responses import detector_error_response, error_response
 from model.config import Settings
 from model.errors import DetectorError, InvalidRequest
@@ -26,9 +27,6 @@ from model.serving import configure_logging, record_error, serve_predict, start_
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BYTES = 16 * 1024
-
-
 def _read_url() -> str:
     """The ``url`` field of a JSON object body, or InvalidRequest saying what is wrong."""
     body: Any = request.get_json(force=True, silent=True)
@@ -36,15 +34,12 @@ def _read_url() -> str:
         raise InvalidRequest('body must be JSON: {"url": "<image url>"}')
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
-    url = body.get("url")
-    if not isinstance(url, str):
-        raise InvalidRequest('field "url" is required and must be a string')
-    return url
+    return url_field(body)
 
 
 def create_app(pipeline: Pipeline) -> Flask:
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     @app.post("/predict")
@@ -61,7 +56,8 @@ def create_app(pipeline: Pipeline) -> Flask:
             return detector_error_response(exc)
         return jsonify({"objects": prediction.labels})
 
-    app.register_blueprint(detect_blueprint(pipeline, pipeline.settings.max_batch))
+    app.register_blueprint(detect_blueprint(pipeline))
+    document = openapi_document(pipeline.settings)
 
     @app.get("/")
     def page() -> Response:
@@ -69,7 +65,7 @@ def create_app(pipeline: Pipeline) -> Flask:
 
     @app.get("/openapi.json")
     def openapi() -> Any:
-        return jsonify(openapi_document(pipeline.settings))
+        return jsonify(document)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -90,7 +86,7 @@ def create_app(pipeline: Pipeline) -> Flask:
     def http_error(exc: HTTPException) -> Any:
         code = (exc.name or "error").lower().replace(" ", "_")
         if exc.code == 413:
-            limit = request.max_content_length or MAX_REQUEST_BYTES
+            limit = request.max_content_length or JSON_BODY_BYTES
             record_error("http", "request_too_large", "", "request body too large")
             return error_response(413, "request_too_large", f"this request's body is limited to {limit} bytes")
         return error_response(exc.code or 500, code, exc.description or code)

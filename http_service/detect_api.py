@@ -31,9 +31,10 @@ from http_service.responses import detector_error_response, error_body, model_js
 BATCH_FETCH_THREADS = 4
 
 
-def detect_blueprint(pipeline: Pipeline, max_batch: int) -> Blueprint:
+def detect_blueprint(pipeline: Pipeline) -> Blueprint:
     api = Blueprint("detect_v1", __name__)
     max_image_bytes = pipeline.settings.fetch.max_bytes
+    max_batch = pipeline.settings.max_batch
 
     def run(source: ImageSource, options: DetectOptions) -> Prediction:
         if source.url is not None:

@@ -19,6 +19,7 @@ from model.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
 from model.options import MAX_DETECTIONS, DetectOptions
 
 OPTION_FIELDS = ("threshold", "classes", "max_detections", "masks")
+# The app-wide body limit (Flask's MAX_CONTENT_LENGTH); upload and batch routes raise it per request.
 JSON_BODY_BYTES = 16 * 1024
 BATCH_BODY_BYTES = 256 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -109,18 +110,21 @@ def json_object(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     return body
 
 
+def url_field(body: Mapping[str, Any]) -> str:
+    url = body.get("url")
+    if not isinstance(url, str):
+        raise InvalidRequest('field "url" is required and must be a string')
+    return url
+
+
 def image_request(request: Request, max_image_bytes: int) -> tuple[ImageSource, DetectOptions]:
     """A URL in a JSON body, a multipart ``image`` file, or a raw ``image/*`` body, with its options."""
     mimetype = request.mimetype
     if mimetype == "application/json":
         if request.args:
             raise InvalidRequest("with a JSON body, put the options in the body, not in the query string")
-        request.max_content_length = JSON_BODY_BYTES
         body = json_object(request, ("url", *OPTION_FIELDS))
-        url = body.get("url")
-        if not isinstance(url, str):
-            raise InvalidRequest('field "url" is required and must be a string')
-        return ImageSource(url=url), options_from_json(body)
+        return ImageSource(url=url_field(body)), options_from_json(body)
     if mimetype == "multipart/form-data":
         request.max_content_length = max_image_bytes + MULTIPART_OVERHEAD_BYTES
         upload = request.files.get(UPLOAD_FIELD)

@@ -143,16 +143,20 @@ class Pipeline:
     def predict_url(
         self, url: str, timeout: float | None = None, options: DetectOptions = DEFAULT_OPTIONS
     ) -> Prediction:
-        options.checked(self.card)
-        started = time.perf_counter()
-        data = self.fetcher.fetch(url, timeout).data
-        return self.predict_bytes(data, options, {"fetch": time.perf_counter() - started})
-
-    def predict_bytes(
-        self, data: bytes, options: DetectOptions = DEFAULT_OPTIONS, timings: dict[str, float] | None = None
-    ) -> Prediction:
+        """Options are checked before fetching, so a bad request never costs a download."""
         detector = self.ready_detector()
         options.checked(detector.card)
+        started = time.perf_counter()
+        data = self.fetcher.fetch(url, timeout).data
+        return self._predict(detector, data, options, {"fetch": time.perf_counter() - started})
+
+    def predict_bytes(self, data: bytes, options: DetectOptions = DEFAULT_OPTIONS) -> Prediction:
+        detector = self.ready_detector()
+        return self._predict(detector, data, options.checked(detector.card), {})
+
+    def _predict(
+        self, detector: Detector, data: bytes, options: DetectOptions, timings: dict[str, float]
+    ) -> Prediction:
         started = time.perf_counter()
         upright = decode_image(data, self.settings.max_image_pixels)
         image = limit_side(upright, self._max_side(detector))
@@ -160,5 +164,5 @@ class Pipeline:
         decoded_at = time.perf_counter()
         detections = options.select(detector.detect(tensor, options.threshold, options.masks))
         done = time.perf_counter()
-        timings = {**(timings or {}), "decode": decoded_at - started, "inference": done - decoded_at}
+        timings = {**timings, "decode": decoded_at - started, "inference": done - decoded_at}
         return Prediction(detections, image, upright, timings)
