@@ -7,6 +7,8 @@ MODEL_DIR  ?= $(CURDIR)/artifacts/model
 # auto: Mask R-CNN if torchvision can download its weights, else the offline mb3-centernet.
 MODEL_SOURCE ?= auto
 PYTEST_ARGS ?=
+# Evaluation images and labels, beside the repository unless said otherwise.
+SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
@@ -44,14 +46,14 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest $(PYTEST_ARGS)
 
 evaluate: setup
 	$(PY) scripts/evaluate.py --url http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \
-		--images ../shared/eval/images --labels ../shared/eval/labels.json
+		--images $(SHARED_DIR)/eval/images --labels $(SHARED_DIR)/eval/labels.json
 
 bench: setup
-	$(PY) scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 --images ../shared/eval/images
+	$(PY) scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 --images $(SHARED_DIR)/eval/images
 
 clean:
 	rm -rf $(RUN_DIR) $(PROTO_OUT) .pytest_cache

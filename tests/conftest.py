@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
+# The evaluation data lives beside the repository; a clone elsewhere points at it with DETECTOR_SHARED_DIR.
+SHARED = Path(os.environ.get("DETECTOR_SHARED_DIR") or REPO_ROOT.parent / "shared")
 CACHE_DIR = REPO_ROOT / "artifacts" / "cache"
 
 if str(REPO_ROOT) not in sys.path:
@@ -18,7 +20,10 @@ if str(REPO_ROOT) not in sys.path:
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not (SHARED / "eval" / "labels.json").is_file():
-        pytest.fail(f"{SHARED} (the shared evaluation data beside the repository) is missing")
+        pytest.fail(
+            f"{SHARED} (the shared evaluation data beside the repository) is missing; "
+            "set DETECTOR_SHARED_DIR (or make test SHARED_DIR=...) to where it is"
+        )
     return SHARED
 
 
