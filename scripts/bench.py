@@ -149,7 +149,7 @@ def naive_baseline(images: list[Path], count: int, time_limit: float) -> dict:
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
-    from model import maskrcnn
+    from exporters import maskrcnn
 
     try:
         model, weights = maskrcnn.build_eager("pretrained"), "COCO_V1"

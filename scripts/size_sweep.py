@@ -8,7 +8,7 @@ image is shrunk so its longest side is at most that cap (what
 resizes again inside the model (its export's ``--min-size/--max-size``), so
 compare its exports made with different sizes as separate model directories:
 
-    python -m model.export --source maskrcnn --min-size 512 --max-size 853 --out /tmp/mrcnn-512
+    python -m exporters --source maskrcnn --min-size 512 --max-size 853 --out /tmp/mrcnn-512
     python scripts/size_sweep.py --models artifacts/model /tmp/mrcnn-512 --max-sides 1333,640 \\
         --images ../shared/eval/images --labels ../shared/eval/labels.json --threads 2
 """

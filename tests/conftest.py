@@ -29,11 +29,21 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def centernet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The offline pretrained detector, exported once per session (the download is cached)."""
-    from model.export import export_centernet
+    """The second offline pretrained detector, exported once per session (the download is cached)."""
+    from exporters.builder import export_centernet
 
     out = tmp_path_factory.mktemp("mb3-centernet")
     export_centernet(out, CACHE_DIR)
+    return out
+
+
+@pytest.fixture(scope="session")
+def yolov5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline default detector (what `make run` serves here), exported once per session."""
+    from exporters.builder import export_yolov5s
+
+    out = tmp_path_factory.mktemp("yolov5s")
+    export_yolov5s(out, CACHE_DIR)
     return out
 
 
@@ -48,11 +58,11 @@ def image_server(shared_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def service(centernet_dir: Path, image_server, tmp_path_factory: pytest.TempPathFactory):
-    """supervisord running both programs on free 127.0.0.1 ports, ready to serve."""
+def service(yolov5_dir: Path, image_server, tmp_path_factory: pytest.TempPathFactory):
+    """supervisord running both programs on free 127.0.0.1 ports, serving YOLOv5s, ready to serve."""
     from tests.service_process import ServiceProcess
 
-    process = ServiceProcess(REPO_ROOT, centernet_dir, tmp_path_factory.mktemp("run"))
+    process = ServiceProcess(REPO_ROOT, yolov5_dir, tmp_path_factory.mktemp("run"))
     process.start()
     yield process
     process.stop()

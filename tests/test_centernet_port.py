@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from model.card import ModelCard
-from model.centernet import _same_padding, resize_bilinear_legacy
+from exporters.tfjs_torch import resize_bilinear_legacy, same_padding
 from model.coco import COCO_80
-from model.tfjs_graph import load_graph_model
+from exporters.tfjs_graph import load_graph_model
 
 REFERENCES = ["chelsea", "darknet_dog", "darknet_giraffe", "darknet_person"]
 
@@ -63,10 +63,10 @@ def test_forward_maps_boxes_back_to_the_original_image(exported, shared_dir):
 
 
 def test_same_padding_follows_tensorflow():
-    assert _same_padding(512, 3, 2, 1) == (0, 1)
-    assert _same_padding(256, 5, 2, 1) == (1, 2)
-    assert _same_padding(128, 3, 1, 1) == (1, 1)
-    assert _same_padding(128, 1, 1, 1) == (0, 0)
+    assert same_padding(512, 3, 2, 1) == (0, 1)
+    assert same_padding(256, 5, 2, 1) == (1, 2)
+    assert same_padding(128, 3, 1, 1) == (1, 1)
+    assert same_padding(128, 1, 1, 1) == (0, 0)
 
 
 def test_legacy_resize_samples_without_half_pixel_shift():

@@ -1,4 +1,4 @@
-"""The /v1 HTTP API and detection.v1 gRPC service against the real running service (mb3-centernet)."""
+"""The /v1 HTTP API and detection.v1 gRPC service against the real running service (YOLOv5s)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_detect_by_url_gives_boxes_scores_and_the_predict_labels(service, image_
     assert response.status_code == 200
     body = response.json()
     assert list(body) == ["model", "image", "threshold", "detections", "timing_ms"]
-    assert body["model"]["name"] == "mb3-centernet" and body["model"]["masks_available"] is False
+    assert body["model"]["name"] == "yolov5s" and body["model"]["masks_available"] is False
     assert body["image"] == {"width": 768, "height": 576}
     assert body["threshold"] == body["model"]["default_threshold"]
     assert [d["label"] for d in body["detections"]] == service.predict_http(url)[1]["objects"]
@@ -169,7 +169,7 @@ def test_annotated_errors_are_json(service):
 
 def test_model_endpoint_and_page(service):
     model = requests.get(f"{service.http_url}/v1/model", timeout=30).json()
-    assert model["name"] == "mb3-centernet" and model["classes"] == list(COCO_80)
+    assert model["name"] == "yolov5s" and model["classes"] == list(COCO_80)
     page = requests.get(f"{service.http_url}/", timeout=30)
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
     for asset in ("/static/app.js", "/static/style.css"):
@@ -194,7 +194,7 @@ def test_grpc_detect_matches_http(service, image_server):
         reply = stub.Detect(detection_pb2.DetectRequest(url=url, threshold=0.2, classes=["dog", "person"],
                                                         max_detections=3), timeout=60)
         model = stub.GetModel(detection_pb2.GetModelRequest(), timeout=10)
-    assert reply.model.name == "mb3-centernet" and list(model.classes) == list(COCO_80)
+    assert reply.model.name == "yolov5s" and list(model.classes) == list(COCO_80)
     assert (reply.image.width, reply.image.height) == (http["image"]["width"], http["image"]["height"])
     assert [d.label for d in reply.detections] == [d["label"] for d in http["detections"]]
     for got, want in zip(reply.detections, http["detections"]):

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from model.card import MODEL_FILE, ModelCard
 from model.coco import TORCHVISION_CATEGORIES
 from model.detector import Detector
-from model.export import _save
+from exporters.builder import save
 
 
 class FixedOutput(nn.Module):
@@ -26,7 +26,7 @@ class FixedOutput(nn.Module):
 
 @pytest.fixture
 def fixed_dir(tmp_path):
-    _save(
+    save(
         torch.jit.script(FixedOutput()), tmp_path, name="fixed", architecture="test double", weights="none",
         categories=list(TORCHVISION_CATEGORIES), score_threshold=0.75,
     )
@@ -53,7 +53,7 @@ def test_a_tampered_model_file_is_refused(fixed_dir):
 
 
 def test_serving_a_random_init_export_logs_a_loud_warning(tmp_path, caplog):
-    _save(
+    save(
         torch.jit.script(FixedOutput()), tmp_path, name="untrained", architecture="test double",
         weights="random-init", categories=list(TORCHVISION_CATEGORIES), score_threshold=0.75, random_init=True,
     )

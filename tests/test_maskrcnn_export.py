@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision.models._api as weights_api
 
-from model import export, maskrcnn
+from exporters import builder as export, maskrcnn
 from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.coco import COCO_80, PLACEHOLDERS, TORCHVISION_CATEGORIES
 
@@ -120,28 +119,6 @@ def test_pretrained_export_downloads_torchvisions_coco_v1_weights(monkeypatch, r
     assert asked == [maskrcnn.WEIGHTS.url]
     assert "maskrcnn_resnet50_fpn_v2_coco" in asked[0]
     assert card.weights == "MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1" and not card.random_init
-
-
-def test_auto_falls_back_to_the_offline_model_when_the_download_fails(monkeypatch, tmp_path, caplog):
-    def refuse(url: str, *args, **kwargs):
-        raise OSError(f"network unreachable: {url}")
-
-    exported = []
-    monkeypatch.setattr(weights_api, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(export, "export_centernet", lambda out, cache: exported.append(out) or "centernet-card")
-    with caplog.at_level(logging.WARNING, logger="model.export"):
-        assert export.export_auto(tmp_path) == "centernet-card"
-    assert exported == [tmp_path]
-    assert "could not be downloaded" in caplog.text and "mb3-centernet" in caplog.text
-
-
-def test_cli_rejects_contradictory_flags(capsys):
-    with pytest.raises(SystemExit):
-        export.main(["--source", "mb3-centernet", "--random-init"])
-    assert "--random-init" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        export.main(["--source", "mb3-centernet", "--max-size", "640"])
-    assert "--max-size" in capsys.readouterr().err
 
 
 def test_detect_masks_skips_detections_below_min_score(random_export, both_on_one_image):

@@ -16,7 +16,7 @@ from grpc_health.v1 import health
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from model import export, maskrcnn
+from exporters import builder as export, maskrcnn
 from model.coco import PLACEHOLDERS
 from model.config import Settings
 from model.images import decode_image, limit_side, to_tensor

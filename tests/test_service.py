@@ -103,7 +103,7 @@ def test_grpc_reflection_lists_the_service(service):
 def test_model_info_metric_names_the_served_model(service):
     _, text = service.get("/metrics")
     info = [f for f in text_string_to_metric_families(text) if f.name == "app_model_info"][0]
-    assert {s.labels["model"] for s in info.samples} == {"mb3-centernet"}
+    assert {s.labels["model"] for s in info.samples} == {"yolov5s"}
 
 
 @pytest.mark.parametrize("program", ["http", "grpc"])

