@@ -30,6 +30,7 @@ def model_info(detector: Detector) -> detection_pb2.ModelInfo:
         masks_available=card.masks,
         default_threshold=detector.score_threshold,
         classes=known_classes(card),
+        license=card.license,
     )
 
 

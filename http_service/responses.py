@@ -31,6 +31,7 @@ def model_json(detector: Detector) -> dict[str, Any]:
     return {
         "name": card.name,
         "weights": card.weights,
+        "license": card.license,
         "random_init": card.random_init,
         "masks_available": card.masks,
         "default_threshold": detector.score_threshold,

@@ -61,8 +61,8 @@ class Detector:
                 card.name,
             )
         log.info(
-            "serving model %s (%s, weights %s), score threshold %.3f",
-            card.name, card.architecture, card.weights, detector.score_threshold,
+            "serving model %s (%s, weights %s, licence: %s), score threshold %.3f",
+            card.name, card.architecture, card.weights, card.license or "not recorded", detector.score_threshold,
         )
         return detector
 

@@ -28,18 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--labels", type=Path, required=True)
-    parser.add_argument("--max-side", type=int, default=1333)
+    parser.add_argument("--max-side", type=int, help="pre-shrink to this longest side (default: the sidecar's)")
     parser.add_argument("--thresholds", default="0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.6,0.75")
     args = parser.parse_args(argv)
     labels = json.loads(args.labels.read_text())
     detector = Detector.load(args.model)
     names = detector.card.categories
+    max_side = args.max_side or detector.card.max_side
     raw = {}
     for name in labels:
-        image = limit_side(decode_image((args.images / name).read_bytes(), 10**9), args.max_side)
+        image = limit_side(decode_image((args.images / name).read_bytes(), 10**9), max_side)
         boxes, classes, scores = detector.raw(to_tensor(image))
         raw[name] = [(names[c], s) for c, s in zip(classes.tolist(), scores.tolist()) if names[c] not in PLACEHOLDERS]
-    print(f"model {detector.card.name}, {len(labels)} labelled images")
+    print(f"model {detector.card.name}, {len(labels)} labelled images, longest side {max_side}")
     print("threshold  mean   " + "  ".join(labels))
     for threshold in (float(t) for t in args.thresholds.split(",")):
         per_image = [score(labels[n], [label for label, s in raw[n] if s >= threshold]) for n in labels]

@@ -46,14 +46,14 @@ def test_detect_by_url_gives_boxes_scores_and_the_predict_labels(service, image_
 
 
 def test_options_threshold_classes_and_max_detections(service, image_server):
-    url = image_server.url(PERSON)
+    url = image_server.url(DOG)
     low = detect(service, {"url": url, "threshold": 0.1}).json()["detections"]
-    high = detect(service, {"url": url, "threshold": 0.6}).json()["detections"]
-    assert len(low) > len(high)
-    assert all(d["score"] >= 0.6 for d in high) and high == [d for d in low if d["score"] >= 0.6]
-    only = detect(service, {"url": url, "threshold": 0.1, "classes": ["dog", "horse"]}).json()["detections"]
-    assert only and {d["label"] for d in only} <= {"dog", "horse"}
-    assert only == [d for d in low if d["label"] in ("dog", "horse")]
+    high = detect(service, {"url": url, "threshold": 0.7}).json()["detections"]
+    assert len(low) > len(high) > 0
+    assert all(d["score"] >= 0.7 for d in high) and high == [d for d in low if d["score"] >= 0.7]
+    only = detect(service, {"url": url, "threshold": 0.1, "classes": ["dog", "bicycle"]}).json()["detections"]
+    assert only and {d["label"] for d in only} <= {"dog", "bicycle"}
+    assert only == [d for d in low if d["label"] in ("dog", "bicycle")]
     capped = detect(service, {"url": url, "threshold": 0.1, "max_detections": 2}).json()["detections"]
     assert capped == low[:2]
 
@@ -170,6 +170,7 @@ def test_annotated_errors_are_json(service):
 def test_model_endpoint_and_page(service):
     model = requests.get(f"{service.http_url}/v1/model", timeout=30).json()
     assert model["name"] == "yolov5s" and model["classes"] == list(COCO_80)
+    assert model["license"].startswith("AGPL-3.0")
     page = requests.get(f"{service.http_url}/", timeout=30)
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
     for asset in ("/static/app.js", "/static/style.css"):
@@ -195,6 +196,7 @@ def test_grpc_detect_matches_http(service, image_server):
                                                         max_detections=3), timeout=60)
         model = stub.GetModel(detection_pb2.GetModelRequest(), timeout=10)
     assert reply.model.name == "yolov5s" and list(model.classes) == list(COCO_80)
+    assert model.license == http["model"]["license"] and model.license.startswith("AGPL-3.0")
     assert (reply.image.width, reply.image.height) == (http["image"]["width"], http["image"]["height"])
     assert [d.label for d in reply.detections] == [d["label"] for d in http["detections"]]
     for got, want in zip(reply.detections, http["detections"]):

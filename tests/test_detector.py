@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from exporters.builder import save
 from model.card import MODEL_FILE, ModelCard
 from model.coco import TORCHVISION_CATEGORIES
 from model.detector import Detector
-from exporters.builder import save
 
 
 class FixedOutput(nn.Module):
@@ -61,3 +61,19 @@ def test_serving_a_random_init_export_logs_a_loud_warning(tmp_path, caplog):
         Detector.load(tmp_path)
     assert "UNTRAINED" in caplog.text
     assert ModelCard.read(tmp_path).random_init
+
+
+def test_the_start_up_log_line_names_the_weights_licence(tmp_path, caplog):
+    save(
+        torch.jit.script(FixedOutput()), tmp_path, name="licensed", architecture="test double", weights="none",
+        categories=list(TORCHVISION_CATEGORIES), score_threshold=0.75, license="AGPL-3.0: from upstream",
+    )
+    with caplog.at_level(logging.INFO, logger="model.detector"):
+        Detector.load(tmp_path)
+    assert "serving model licensed" in caplog.text and "licence: AGPL-3.0: from upstream" in caplog.text
+
+
+def test_a_sidecar_written_before_licences_were_recorded_still_loads(fixed_dir):
+    card = ModelCard.read(fixed_dir)
+    assert card.license == ""
+    assert Detector.load(fixed_dir).card.name == "fixed"

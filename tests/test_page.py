@@ -50,6 +50,7 @@ def _labels(page) -> list[str]:
 
 def test_url_detection_draws_boxes_and_lists_labels(page, image_server):
     page.wait_for_function("document.querySelector('#model-line').textContent.includes('yolov5s')")
+    assert "AGPL-3.0" in page.locator("#model-license").inner_text()
     assert page.locator("#threshold").input_value() == "0.3"
     page.fill("#url", image_server.url("/images/darknet_dog.jpg"))
     page.click("#detect-url")

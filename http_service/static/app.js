@@ -127,6 +127,7 @@ fetch("/v1/model").then((r) => (r.ok ? r.json() : null)).then((model) => {
   if (!model) return;
   $("model-line").textContent = `Model: ${model.name} (${model.weights})` +
     (model.random_init ? " — UNTRAINED, answers are meaningless" : "");
+  $("model-license").textContent = model.license ? `Weights licence: ${model.license}` : "";
   $("threshold").value = model.default_threshold;
   $("threshold-value").textContent = Number(model.default_threshold).toFixed(2);
 }).catch(() => null);
