@@ -30,7 +30,7 @@ $(PROTO_OUT) &: proto/inference.proto proto/detection.proto $(STAMP)
 proto: $(PROTO_OUT)
 
 $(MODEL_DIR)/model.json: | $(STAMP)
-	$(PY) -m model.export --source $(MODEL_SOURCE) --out $(MODEL_DIR)
+	$(PY) -m exporters --source $(MODEL_SOURCE) --out $(MODEL_DIR)
 
 model: $(MODEL_DIR)/model.json
 
