@@ -29,8 +29,11 @@ $(PROTO_OUT) &: proto/inference.proto proto/detection.proto $(STAMP)
 
 proto: $(PROTO_OUT)
 
+# bf16 is kept only where it gives fp32's answers on real photos: the shared ones when present.
+CHECK_IMAGES ?= $(wildcard $(SHARED_DIR)/eval/images)
+
 $(MODEL_DIR)/model.json: | $(STAMP)
-	$(PY) -m exporters --source $(MODEL_SOURCE) --out $(MODEL_DIR)
+	$(PY) -m exporters --source $(MODEL_SOURCE) --out $(MODEL_DIR) $(if $(CHECK_IMAGES),--check-images $(CHECK_IMAGES))
 
 model: $(MODEL_DIR)/model.json
 

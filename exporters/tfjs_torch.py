@@ -63,9 +63,9 @@ def resize_bilinear_legacy(x: Tensor, out_h: int, out_w: int) -> Tensor:
     y0, y1, wy = _axis(in_h, out_h)
     x0, x1, wx = _axis(in_w, out_w)
     top, bottom = x[..., y0, :], x[..., y1, :]
-    rows = top + (bottom - top) * wy[:, None]
+    rows = (top + (bottom - top) * wy[:, None]).type_as(x)  # type_as, not .to(x.dtype): traced, it follows x
     left, right = rows[..., x0], rows[..., x1]
-    return left + (right - left) * wx
+    return (left + (right - left) * wx).type_as(x)
 
 
 def _pad_to_same(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from exporters.compute import to_compute
 from exporters.tfjs_graph import GraphModel
 from exporters.tfjs_torch import GraphBody
 
@@ -48,6 +49,8 @@ CANDIDATE_FLOOR = 0.05
 MAX_DETECTIONS = 100
 # The middle of the best plateau (0.25-0.35) of the sweep on ../shared/eval's public labels
 # (scripts/threshold_sweep.py, docs/accuracy.md).
+# The part model.precision converts to bf16 / channels-last: the convolutional body.
+PRECISION_MODULE = "body"
 DEFAULT_SCORE_THRESHOLD = 0.30
 
 
@@ -68,7 +71,7 @@ class DetectHead(nn.Module):
         levels: List[Tensor] = []
         for level, x in enumerate(maps):
             n, _, h, w = x.shape
-            s = x.view(n, 3, self.outputs, h, w).permute(0, 1, 3, 4, 2).sigmoid()
+            s = x.float().reshape(n, 3, self.outputs, h, w).permute(0, 1, 3, 4, 2).sigmoid()
             rows = torch.arange(h, dtype=s.dtype, device=s.device)
             cols = torch.arange(w, dtype=s.dtype, device=s.device)
             grid = torch.stack(
@@ -102,11 +105,14 @@ class YoloV5Detector(nn.Module):
         self.candidate_floor = CANDIDATE_FLOOR
         self.pad_value = PAD_VALUE
         self.max_detections = max_detections
+        # Set by model.precision when it converts ``body`` to bf16 / channels-last at load time.
+        self.compute_dtype = torch.float32
+        self.channels_last = False
 
     @torch.jit.export
     def detect_raw(self, images: Tensor) -> Tensor:
         """N x 3 x H x W RGB in 0..1 (sides multiples of 32) -> N x A x 85, the graph's output in input pixels."""
-        p3, p4, p5 = self.body(images)
+        p3, p4, p5 = self.body(to_compute(images, self.compute_dtype, self.channels_last))
         return self.head([p3, p4, p5])
 
     @torch.jit.export

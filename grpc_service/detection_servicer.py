@@ -31,6 +31,7 @@ def model_info(detector: Detector) -> detection_pb2.ModelInfo:
         default_threshold=detector.score_threshold,
         classes=known_classes(card),
         license=card.license,
+        precision=detector.precision,
     )
 
 

@@ -138,11 +138,14 @@ def _schemas() -> dict[str, Any]:
         },
         "Model": {
             "type": "object",
-            "required": ["name", "weights", "license", "random_init", "masks_available", "default_threshold"],
+            "required": [
+                "name", "weights", "license", "precision", "random_init", "masks_available", "default_threshold",
+            ],
             "properties": {
                 "name": {"type": "string"},
                 "weights": {"type": "string"},
                 "license": {"type": "string", "description": "who may use the weights and on what terms"},
+                "precision": {"type": "string", "enum": ["fp32", "bf16"]},
                 "random_init": {"type": "boolean"},
                 "masks_available": {"type": "boolean"},
                 "default_threshold": {"type": "number"},

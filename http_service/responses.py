@@ -32,6 +32,7 @@ def model_json(detector: Detector) -> dict[str, Any]:
         "name": card.name,
         "weights": card.weights,
         "license": card.license,
+        "precision": detector.precision,
         "random_init": card.random_init,
         "masks_available": card.masks,
         "default_threshold": detector.score_threshold,

@@ -36,6 +36,11 @@ class ModelCard:
     notes: dict[str, str] = field(default_factory=dict)
     # Who may use the weights and on what terms: an operator must know what they deploy.
     license: str = ""
+    # "bf16" where the export found bf16 gives fp32's answers (model.precision decides at load
+    # time whether this CPU runs it); precision_module names the part converted (e.g. "body").
+    precision: str = "fp32"
+    precision_module: str = ""
+    precision_check: dict[str, object] = field(default_factory=dict)
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / CARD_FILE

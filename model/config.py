@@ -6,12 +6,15 @@ environment, so the list here is the whole configuration surface.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "artifacts" / "model"
+PRECISIONS = ("auto", "fp32", "bf16")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def _env_float(env: dict[str, str], name: str, default: float | None) -> float | None:
@@ -22,6 +25,41 @@ def _env_float(env: dict[str, str], name: str, default: float | None) -> float |
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     return int(raw) if raw else default
+
+
+def _env_choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The container's CPU quota in cores (cgroup v2 ``cpu.max``, else v1 CFS quota), or None if unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus(root: Path = CGROUP_ROOT) -> int:
+    """The CPUs this process may really use: its affinity mask, capped by a container's CPU quota.
+
+    ``os.cpu_count()`` counts the host's CPUs, which oversubscribes a pinned
+    process or a container limited to fewer cores than the machine has.
+    """
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit(root)
+    if limit is not None:
+        allowed = min(allowed, max(1, math.ceil(limit)))
+    return max(1, allowed)
 
 
 def default_torch_threads(cpu_count: int) -> int:
@@ -50,10 +88,12 @@ class FetchPolicy:
 class Settings:
     model_dir: Path = DEFAULT_MODEL_DIR
     score_threshold: float | None = None
-    torch_threads: int = 1
+    torch_threads: int = field(default_factory=lambda: default_torch_threads(usable_cpus()))
     max_image_pixels: int = 50_000_000
     max_side: int | None = None
     max_batch: int = 16
+    # auto (what the export verified, where the CPU runs bf16 fast), fp32 or bf16: model.precision.
+    precision: str = "auto"
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
 
     @classmethod
@@ -63,10 +103,11 @@ class Settings:
         return cls(
             model_dir=Path(env.get("DETECTOR_MODEL_DIR") or DEFAULT_MODEL_DIR),
             score_threshold=_env_float(env, "DETECTOR_SCORE_THRESHOLD", None),
-            torch_threads=_env_int(env, "DETECTOR_TORCH_THREADS", default_torch_threads(os.cpu_count() or 1)),
+            torch_threads=_env_int(env, "DETECTOR_TORCH_THREADS", default_torch_threads(usable_cpus())),
             max_image_pixels=_env_int(env, "DETECTOR_MAX_IMAGE_PIXELS", 50_000_000),
             max_side=int(env["DETECTOR_MAX_SIDE"]) if env.get("DETECTOR_MAX_SIDE", "").strip() else None,
             max_batch=_env_int(env, "DETECTOR_MAX_BATCH", 16),
+            precision=_env_choice(env, "DETECTOR_PRECISION", PRECISIONS, "auto"),
             fetch=FetchPolicy(
                 connect_timeout=float(_env_float(env, "DETECTOR_CONNECT_TIMEOUT", 3.0)),
                 read_timeout=float(_env_float(env, "DETECTOR_READ_TIMEOUT", 5.0)),

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torchvision  # noqa: F401  (registers the nms/roi_align ops Mask R-CNN's TorchScript calls)
 
+from model import precision as numerics
 from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.coco import PLACEHOLDERS
 
@@ -37,16 +38,24 @@ class Detection:
 
 
 class Detector:
-    def __init__(self, module: torch.jit.ScriptModule, card: ModelCard, score_threshold: float | None = None):
+    def __init__(
+        self, module: torch.jit.ScriptModule, card: ModelCard, score_threshold: float | None = None,
+        precision: str = numerics.FP32,
+    ):
         self._module = module
         self.card = card
         self.score_threshold = card.score_threshold if score_threshold is None else score_threshold
+        self.precision = precision
         self._lock = threading.Lock()
         self.warm = False
 
     @classmethod
-    def load(cls, directory: Path, score_threshold: float | None = None) -> "Detector":
-        """Load and verify an export; a checksum mismatch means a half-written or swapped file."""
+    def load(cls, directory: Path, score_threshold: float | None = None, precision: str = "auto") -> "Detector":
+        """Load and verify an export, then put it in the numerics chosen for this CPU.
+
+        A checksum mismatch means a half-written or swapped file. ``precision``
+        is DETECTOR_PRECISION (see model.precision).
+        """
         directory = Path(directory)
         card = ModelCard.read(directory)
         model_path = directory / MODEL_FILE
@@ -54,15 +63,18 @@ class Detector:
         if actual != card.sha256:
             raise RuntimeError(f"{model_path} sha256 {actual} does not match its sidecar ({card.sha256})")
         module = torch.jit.load(str(model_path), map_location="cpu").eval()
-        detector = cls(module, card, score_threshold)
+        choice = numerics.choose(card, precision, numerics.cpu_flags())
+        numerics.apply(module, card.precision_module, choice.precision)
+        detector = cls(module, card, score_threshold, choice.precision)
         if card.random_init:
             log.warning(
                 "SERVING AN UNTRAINED MODEL: %s was exported from random weights; its answers are meaningless",
                 card.name,
             )
         log.info(
-            "serving model %s (%s, weights %s, licence: %s), score threshold %.3f",
+            "serving model %s (%s, weights %s, licence: %s), score threshold %.3f, %s (%s)",
             card.name, card.architecture, card.weights, card.license or "not recorded", detector.score_threshold,
+            choice.precision, choice.reason,
         )
         return detector
 

@@ -96,7 +96,7 @@ class Pipeline:
     def load(self) -> None:
         """Load the model and run one warm-up inference: readiness means the first call is fast."""
         configure_torch(self.settings.torch_threads)
-        detector = Detector.load(self.settings.model_dir, self.settings.score_threshold)
+        detector = Detector.load(self.settings.model_dir, self.settings.score_threshold, self.settings.precision)
         started = time.perf_counter()
         detector.warm_up()
         log.info(

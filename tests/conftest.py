@@ -27,23 +27,30 @@ def shared_dir() -> Path:
     return SHARED
 
 
+def check_photos(shared_dir: Path) -> list[Path]:
+    """The photos an export's bf16 check runs on, as `make run` passes them."""
+    from exporters.precision_check import photos_in
+
+    return photos_in(shared_dir / "eval" / "images")
+
+
 @pytest.fixture(scope="session")
-def centernet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def centernet_dir(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The second offline pretrained detector, exported once per session (the download is cached)."""
     from exporters.builder import export_centernet
 
     out = tmp_path_factory.mktemp("mb3-centernet")
-    export_centernet(out, CACHE_DIR)
+    export_centernet(out, CACHE_DIR, check_photos=check_photos(shared_dir))
     return out
 
 
 @pytest.fixture(scope="session")
-def yolov5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def yolov5_dir(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The offline default detector (what `make run` serves here), exported once per session."""
     from exporters.builder import export_yolov5s
 
     out = tmp_path_factory.mktemp("yolov5s")
-    export_yolov5s(out, CACHE_DIR)
+    export_yolov5s(out, CACHE_DIR, check_photos=check_photos(shared_dir))
     return out
 
 

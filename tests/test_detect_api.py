@@ -10,6 +10,7 @@ import requests
 from PIL import Image
 
 from model.coco import COCO_80
+from model.precision import cpu_flags, fast_bf16
 
 DOG = "/images/darknet_dog.jpg"
 PERSON = "/images/darknet_person.jpg"
@@ -171,6 +172,8 @@ def test_model_endpoint_and_page(service):
     model = requests.get(f"{service.http_url}/v1/model", timeout=30).json()
     assert model["name"] == "yolov5s" and model["classes"] == list(COCO_80)
     assert model["license"].startswith("AGPL-3.0")
+    # YOLOv5s's export verified bf16 on the shared photos, and this CPU has bf16 matrix units.
+    assert model["precision"] == ("bf16" if fast_bf16(cpu_flags()) else "fp32")
     page = requests.get(f"{service.http_url}/", timeout=30)
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
     for asset in ("/static/app.js", "/static/style.css"):

@@ -26,15 +26,26 @@ def _failing(what: str):
     return build
 
 
-def test_auto_prefers_maskrcnn(monkeypatch, tmp_path):
-    monkeypatch.setattr(builder, "export_maskrcnn", lambda out: "maskrcnn-card")
+def _recording(card: str, calls: list):
+    def build(*args, **kwargs):
+        calls.append((args, kwargs))
+        return card
+
+    return build
+
+
+def test_auto_prefers_maskrcnn_and_passes_the_check_photos_on(monkeypatch, tmp_path):
+    calls: list = []
+    monkeypatch.setattr(builder, "export_maskrcnn", _recording("maskrcnn-card", calls))
     monkeypatch.setattr(builder, "export_yolov5s", _failing("must not be tried"))
-    assert builder.export_auto(tmp_path) == "maskrcnn-card"
+    photos = [tmp_path / "a.jpg"]
+    assert builder.export_auto(tmp_path, check_photos=photos) == "maskrcnn-card"
+    assert calls == [((tmp_path,), {"check_photos": photos})]
 
 
 def test_auto_falls_back_to_yolov5s_and_says_why(monkeypatch, tmp_path, caplog):
     monkeypatch.setattr(builder, "export_maskrcnn", _failing("download.pytorch.org"))
-    monkeypatch.setattr(builder, "export_yolov5s", lambda out, cache, registry: "yolov5s-card")
+    monkeypatch.setattr(builder, "export_yolov5s", _recording("yolov5s-card", []))
     with caplog.at_level(logging.WARNING, logger="exporters.builder"):
         assert builder.export_auto(tmp_path) == "yolov5s-card"
     assert "Mask R-CNN" in caplog.text and "download.pytorch.org" in caplog.text and "YOLOv5s" in caplog.text
@@ -43,7 +54,7 @@ def test_auto_falls_back_to_yolov5s_and_says_why(monkeypatch, tmp_path, caplog):
 def test_auto_falls_back_to_the_centernet_when_yolov5s_cannot_be_built(monkeypatch, tmp_path, caplog):
     monkeypatch.setattr(builder, "export_maskrcnn", _failing("download.pytorch.org"))
     monkeypatch.setattr(builder, "export_yolov5s", _failing("registry"))
-    monkeypatch.setattr(builder, "export_centernet", lambda out, cache, registry: "centernet-card")
+    monkeypatch.setattr(builder, "export_centernet", _recording("centernet-card", []))
     with caplog.at_level(logging.WARNING, logger="exporters.builder"):
         assert builder.export_auto(tmp_path) == "centernet-card"
     assert caplog.text.count("could not be exported") == 2 and "mb3-centernet" in caplog.text

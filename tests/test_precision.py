@@ -1,0 +1,183 @@
+"""The precision policy: which numerics run where, and proof that bf16 does not change the answers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from exporters import builder, maskrcnn
+from exporters.precision_check import check_bf16, photos_in
+from model.card import ModelCard
+from model.config import Settings, cgroup_cpu_limit, usable_cpus
+from model.detector import Detector
+from model.images import decode_image, limit_side, to_tensor
+from model.precision import BF16, FP32, choose, cpu_flags, fast_bf16
+from scripts.evaluate import score
+
+HERE_FAST = fast_bf16(cpu_flags()) is not None
+needs_bf16 = pytest.mark.skipif(not HERE_FAST, reason="this CPU has no avx512_bf16/amx_bf16")
+BOX_PX = 4.0
+SCORE_TOL = 0.05
+AMX = frozenset({"avx512f", "amx_bf16", "amx_tile"})
+
+CARD = ModelCard(
+    name="m", architecture="a", weights="w", categories=["x"], score_threshold=0.3, sha256="0",
+    torch_version="t", torchvision_version="v", precision=BF16, precision_module="body",
+)
+
+
+@pytest.mark.parametrize(
+    "card, requested, flags, expected, why",
+    [
+        (CARD, "auto", AMX, BF16, "the export verified bf16; the CPU has amx_bf16"),
+        (CARD, "auto", frozenset({"avx512f"}), FP32, "none of amx_bf16, avx512_bf16"),
+        (CARD, "fp32", AMX, FP32, "DETECTOR_PRECISION=fp32"),
+        (replace(CARD, precision=FP32, precision_check={"outcome": "fp32: bf16 changed 2 answer(s)"}), "auto", AMX,
+         FP32, "bf16 changed 2 answer(s)"),
+        (replace(CARD, precision=FP32), "bf16", AMX, BF16, "DETECTOR_PRECISION=bf16"),
+        (replace(CARD, precision_module=""), "bf16", AMX, FP32, "has no bf16 path"),
+    ],
+)
+def test_choice_follows_sidecar_setting_and_cpu(card, requested, flags, expected, why):
+    if flags & {"amx_bf16"} and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("oneDNN here cannot run bf16 at all")
+    choice = choose(card, requested, flags)
+    assert choice.precision == expected and why in choice.reason
+
+
+def test_an_unknown_precision_setting_is_refused_at_start():
+    with pytest.raises(ValueError, match="DETECTOR_PRECISION"):
+        Settings.from_env({"DETECTOR_PRECISION": "fp16"})
+    assert Settings.from_env({"DETECTOR_PRECISION": "BF16"}).precision == "bf16"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(tmp_path / "cpuinfo") == {"fpu", "avx512f", "amx_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+@pytest.mark.parametrize(
+    "files, limit",
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_threads_follow_the_cgroup_quota_and_the_affinity_mask(tmp_path, files, limit):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_limit(tmp_path) == limit
+    allowed = len(__import__("os").sched_getaffinity(0))
+    expected = allowed if limit is None else min(allowed, max(1, -(-limit // 1)))
+    assert usable_cpus(tmp_path) == expected
+
+
+def _answers(detector: Detector, photos: list[Path]) -> dict[str, list]:
+    found = {}
+    for photo in photos:
+        image = to_tensor(limit_side(decode_image(photo.read_bytes(), 10**9), detector.card.max_side))
+        found[photo.name] = detector.detect(image, threshold=0.0)
+    return found
+
+
+@pytest.fixture(scope="module")
+def yolov5_both(yolov5_dir, shared_dir):
+    photos = sorted((shared_dir / "eval" / "images").iterdir())
+    fp32 = Detector.load(yolov5_dir, precision="fp32")
+    bf16 = Detector.load(yolov5_dir, precision="bf16")
+    return photos, _answers(fp32, photos), _answers(bf16, photos), fp32.score_threshold
+
+
+def test_yolov5s_sidecar_says_bf16_after_its_export_check(yolov5_dir):
+    card = ModelCard.read(yolov5_dir)
+    assert card.precision == BF16 and card.precision_module == "body"
+    assert card.precision_check["outcome"] == "bf16: same answers as fp32"
+    assert card.precision_check["worst_box_px"] <= BOX_PX and card.precision_check["worst_score"] <= SCORE_TOL
+
+
+@needs_bf16
+def test_yolov5s_bf16_gives_fp32s_answers_on_every_shared_photo(yolov5_both):
+    """Above the threshold: the same labels, boxes within 4 px, scores within 0.05.
+
+    A detection within 0.05 of the threshold may sit on either side of it in the other run.
+    """
+    photos, fp32, bf16, threshold = yolov5_both
+    for photo in photos:
+        ours, theirs = fp32[photo.name], bf16[photo.name]
+        for mine, other in ((ours, theirs), (theirs, ours)):
+            for d in (d for d in mine if d.score >= threshold):
+                partners = [o for o in other if o.label == d.label
+                            and max(abs(a - b) for a, b in zip(o.box, d.box)) <= BOX_PX
+                            and abs(o.score - d.score) <= SCORE_TOL]
+                assert partners or d.score < threshold + SCORE_TOL, (photo.name, d)
+
+
+@needs_bf16
+def test_yolov5s_bf16_keeps_the_acceptance_score(yolov5_both, shared_dir):
+    photos, fp32, bf16, threshold = yolov5_both
+    labels = json.loads((shared_dir / "eval" / "labels.json").read_text())
+
+    def mean(found):
+        return sum(score(labels[n], [d.label for d in found[n] if d.score >= threshold]) for n in labels) / len(labels)
+
+    assert mean(bf16) == mean(fp32)
+
+
+def test_the_centernet_stays_fp32_because_bf16_moved_its_answers(centernet_dir):
+    """Its heatmap peaks are fragile in bf16: the export check caught it, so it serves fp32."""
+    card = ModelCard.read(centernet_dir)
+    assert card.precision == FP32 and card.precision_check["outcome"].startswith("fp32: bf16 changed")
+
+
+@pytest.fixture(scope="module")
+def maskrcnn_random(tmp_path_factory, shared_dir):
+    """A random-init Mask R-CNN export, checked on two shared photos (its real weights cannot be had here)."""
+    torch.manual_seed(7)
+    out = tmp_path_factory.mktemp("maskrcnn-bf16")
+    card = builder.export_maskrcnn(out, random_init=True, min_size=320, max_size=480,
+                                   check_photos=photos_in(shared_dir / "eval" / "images")[:2])
+    return out, card
+
+
+def test_the_maskrcnn_export_records_its_bf16_check(maskrcnn_random):
+    _, card = maskrcnn_random
+    check = card.precision_check
+    assert card.precision_module == maskrcnn.PRECISION_MODULE
+    assert len(check["photos"]) == 2 and check["threshold"] == card.score_threshold
+    assert card.precision == (BF16 if check["outcome"].startswith("bf16") else FP32)
+
+
+def test_a_disagreeing_bf16_run_keeps_the_export_in_fp32(maskrcnn_random, shared_dir):
+    """Forced: every random detection counts (threshold 0) and no difference is tolerated."""
+    out, card = maskrcnn_random
+    module = torch.jit.load(str(out / "model.pt"))
+    photos = photos_in(shared_dir / "eval" / "images")[:2]
+    verdict = check_bf16(module, card.precision_module, 0.0, card.max_side, photos, box_px=0.0, score_tol=0.0)
+    assert verdict["precision"] == FP32
+    assert verdict["precision_check"]["outcome"].startswith("fp32: bf16 changed")
+
+
+def test_without_check_photos_the_export_stays_fp32(tmp_path):
+    verdict = check_bf16(torch.jit.script(torch.nn.Identity()), "body", 0.5, 640, [])
+    assert verdict["precision"] == FP32 and "not verified" in verdict["precision_check"]["outcome"]
+
+
+@needs_bf16
+def test_maskrcnn_runs_in_bf16_with_masks(maskrcnn_random):
+    out, _ = maskrcnn_random
+    detector = Detector.load(out, precision="bf16")
+    assert detector.precision == BF16
+    image = torch.rand(3, 240, 320)
+    boxes, labels, scores = detector.raw(image)
+    assert boxes.dtype == torch.float32 and len(boxes) == len(labels) == len(scores)
+    boxes, labels, scores, masks = detector.raw_with_masks(image, 0.0)
+    assert masks.shape[1:] == (1, 240, 320)
