@@ -2,15 +2,15 @@
 
 Whatever was exported (Mask R-CNN or the offline CenterNet), the module takes
 one RGB image tensor and returns boxes, integer labels and scores; the
-sidecar names the labels. Inference is serialised per process with a lock:
-concurrent requests still fetch and decode in parallel, but two forward
-passes never fight over the same few cores.
+sidecar names the labels. All torch work runs on the process's one
+:class:`InferenceThread`: concurrent requests still fetch and decode in
+parallel, but two forward passes never fight over the same few cores, and
+OpenMP keeps one team of threads.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torchvision  # noqa: F401  (registers the nms/roi_align ops Mask R-CNN's 
 from model import precision as numerics
 from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.coco import PLACEHOLDERS
+from model.inference_thread import InferenceThread
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,13 @@ class Detection:
 class Detector:
     def __init__(
         self, module: torch.jit.ScriptModule, card: ModelCard, score_threshold: float | None = None,
-        precision: str = numerics.FP32,
+        precision: str = numerics.FP32, thread: InferenceThread | None = None,
     ):
         self._module = module
         self.card = card
         self.score_threshold = card.score_threshold if score_threshold is None else score_threshold
         self.precision = precision
-        self._lock = threading.Lock()
+        self._thread = thread or InferenceThread()
         self.warm = False
 
     @classmethod
@@ -54,9 +55,16 @@ class Detector:
         """Load and verify an export, then put it in the numerics chosen for this CPU.
 
         A checksum mismatch means a half-written or swapped file. ``precision``
-        is DETECTOR_PRECISION (see model.precision).
+        is DETECTOR_PRECISION (see model.precision). Loading and conversion run
+        on the detector's own model thread, like everything after.
         """
-        directory = Path(directory)
+        thread = InferenceThread()
+        return thread.call(cls._load, Path(directory), score_threshold, precision, thread)
+
+    @classmethod
+    def _load(
+        cls, directory: Path, score_threshold: float | None, precision: str, thread: InferenceThread
+    ) -> "Detector":
         card = ModelCard.read(directory)
         model_path = directory / MODEL_FILE
         actual = sha256_of(model_path)
@@ -65,7 +73,7 @@ class Detector:
         module = torch.jit.load(str(model_path), map_location="cpu").eval()
         choice = numerics.choose(card, precision, numerics.cpu_flags())
         numerics.apply(module, card.precision_module, choice.precision)
-        detector = cls(module, card, score_threshold, choice.precision)
+        detector = cls(module, card, score_threshold, choice.precision, thread)
         if card.random_init:
             log.warning(
                 "SERVING AN UNTRAINED MODEL: %s was exported from random weights; its answers are meaningless",
@@ -79,36 +87,58 @@ class Detector:
         return detector
 
     def warm_up(self) -> None:
-        """One forward pass so the first caller does not pay for lazy initialisation."""
-        self.raw(torch.full((3, 480, 640), 0.5))
+        """Forward passes so the first caller does not pay for lazy initialisation.
+
+        TorchScript's profiling executor specialises a graph on its second run, so one is not enough.
+        """
+        self._thread.call(self._warm_up)
         self.warm = True
+
+    def _warm_up(self) -> None:
+        for _ in range(2):
+            self._forward(torch.full((3, 480, 640), 0.5))
 
     @property
     def supports_masks(self) -> bool:
         return self.card.masks and hasattr(self._module, "detect_masks")
 
     def raw(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with self._lock, torch.inference_mode():
-            return self._module(image)
+        """The module's own output for ``image`` [3, H, W] in 0..1: boxes [N, 4], labels [N], scores [N]."""
+        return self._thread.call(self._forward, image)
 
     def raw_with_masks(
         self, image: torch.Tensor, min_score: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`raw`, plus mask probabilities [N, 1, H, W], for detections scoring at least ``min_score``."""
         if not self.supports_masks:
             raise RuntimeError(f"{self.card.name} has no mask branch")
-        with self._lock, torch.inference_mode():
+        return self._thread.call(self._forward_masks, image, min_score)
+
+    def _forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            return self._module(image)
+
+    def _forward_masks(
+        self, image: torch.Tensor, min_score: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
             return self._module.detect_masks(image, min_score)
 
     def detect(
         self, image: torch.Tensor, threshold: float | None = None, with_masks: bool = False
     ) -> list[Detection]:
         """Detections at or above the threshold, highest score first, placeholders dropped."""
+        return self._thread.call(self._detect, image, threshold, with_masks)
+
+    def _detect(self, image: torch.Tensor, threshold: float | None, with_masks: bool) -> list[Detection]:
         threshold = self.score_threshold if threshold is None else threshold
         if with_masks:
-            boxes, labels, scores, probabilities = self.raw_with_masks(image, threshold)
+            if not self.supports_masks:
+                raise RuntimeError(f"{self.card.name} has no mask branch")
+            boxes, labels, scores, probabilities = self._forward_masks(image, threshold)
             masks: list[torch.Tensor | None] = list(probabilities[:, 0] >= MASK_THRESHOLD)
         else:
-            boxes, labels, scores = self.raw(image)
+            boxes, labels, scores = self._forward(image)
             masks = [None] * len(labels)
         names = self.card.categories
         found = []

@@ -9,6 +9,7 @@ that guards against all of that.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import numpy as np
@@ -18,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from model.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_ORIENTATION = 0x0112
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -39,8 +41,21 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode the first frame of ``data`` into an upright RGB image, or raise a typed error."""
+def _draft_near(image: Image.Image, max_side: int) -> None:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 scale when its longest side stays at least ``max_side``.
+
+    The DCT scaling is cheaper than decoding every pixel and shrinking after,
+    and a 7000x7000 JPEG then never exists at full size in memory.
+    """
+    if image.format != "JPEG" or max_side <= 0 or max(image.size) <= max_side:
+        return
+    width, height = image.size
+    scale = max_side / max(width, height)
+    image.draft(image.mode, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header only; refuse what is not an image or claims too many pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -56,14 +71,40 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise UndecodableImage("image has no pixels")
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height}; the limit is {max_pixels} pixels")
+    return image
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """The stored size as displayed: EXIF orientations 5-8 turn the picture by 90 degrees."""
+    width, height = image.size
+    return (height, width) if image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+
+
+def _finish(image: Image.Image) -> Image.Image:
+    """Decode the first frame (Image.open stands there; frames are never counted), upright, 8-bit RGB."""
     try:
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)
         image.load()
         image = ImageOps.exif_transpose(image) or image
         return _to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise UndecodableImage(f"image could not be decoded: {exc}") from None
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode the first frame of ``data`` into an upright RGB image at full size, or raise a typed error."""
+    return _finish(_open(data, max_pixels))
+
+
+def decode_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, tuple[int, int]]:
+    """As :func:`decode_image`, but a JPEG may decode smaller (longest side still >= ``max_side``).
+
+    Returns the picture and the upright size of the image as stored, which
+    answers' coordinates refer to.
+    """
+    image = _open(data, max_pixels)
+    size = _upright_size(image)
+    _draft_near(image, max_side)
+    return _finish(image), size
 
 
 def limit_side(image: Image.Image, max_side: int) -> Image.Image:
@@ -77,6 +118,12 @@ def limit_side(image: Image.Image, max_side: int) -> Image.Image:
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB image -> float tensor [3, H, W] in 0..1, the export's input contract."""
-    array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).to(torch.float32).div_(255.0)
+    """RGB image -> float tensor [3, H, W] in 0..1, the export's input contract.
+
+    One conversion, in numpy: request threads run no torch operators, which
+    would each start an OpenMP team of their own (see model.inference_thread).
+    The tensor is a channels-last view of the H x W x 3 array.
+    """
+    array = np.asarray(image, dtype=np.float32)
+    array /= 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)

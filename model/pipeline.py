@@ -21,7 +21,7 @@ from model.config import Settings
 from model.detector import Detection, Detector
 from model.errors import ModelNotReady
 from model.fetch import Fetcher
-from model.images import decode_image, limit_side, to_tensor
+from model.images import decode_near, limit_side, to_tensor
 from model.options import DetectOptions
 from model.rle import encode
 
@@ -34,23 +34,22 @@ DEFAULT_OPTIONS = DetectOptions()
 class Prediction:
     """Detections on ``image``, the (possibly shrunk) picture the model saw.
 
-    ``original`` is the upright decoded image; ``box_at`` and ``mask_at``
-    map a detection onto a picture of any size (the original for JSON
-    answers, a bounded copy for annotated PNGs).
+    ``original`` is the upright decoded picture (a JPEG may have been
+    decoded below its stored size) and ``original_size`` the upright size of
+    the image as stored; ``box_at`` and ``mask_at`` map a detection onto a
+    picture of any size (the stored size for JSON answers, a bounded copy for
+    annotated PNGs).
     """
 
     detections: list[Detection]
     image: Image.Image
     original: Image.Image
+    original_size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
         return [d.label for d in self.detections]
-
-    @property
-    def original_size(self) -> tuple[int, int]:
-        return self.original.size
 
     def box_at(self, detection: Detection, size: tuple[int, int]) -> list[float]:
         width, height = size
@@ -158,11 +157,12 @@ class Pipeline:
         self, detector: Detector, data: bytes, options: DetectOptions, timings: dict[str, float]
     ) -> Prediction:
         started = time.perf_counter()
-        upright = decode_image(data, self.settings.max_image_pixels)
-        image = limit_side(upright, self._max_side(detector))
+        max_side = self._max_side(detector)
+        upright, stored_size = decode_near(data, self.settings.max_image_pixels, max_side)
+        image = limit_side(upright, max_side)
         tensor = to_tensor(image)
         decoded_at = time.perf_counter()
         detections = options.select(detector.detect(tensor, options.threshold, options.masks))
         done = time.perf_counter()
         timings = {**timings, "decode": decoded_at - started, "inference": done - decoded_at}
-        return Prediction(detections, image, upright, timings)
+        return Prediction(detections, image, upright, stored_size, timings)

@@ -7,6 +7,10 @@ bounded by a request count and a time limit. Prints p50/p95/p99 latency,
 throughput and errors per transport and level, the service's peak RSS (from
 /proc, via supervisord's pid file), and writes the same numbers as JSON.
 
+``--serve MODEL_DIR`` starts the real service (supervisord, gunicorn, the gRPC
+server) on free 127.0.0.1 ports for the run and stops it after, with
+``--env NAME=VALUE`` settings (e.g. ``DETECTOR_PRECISION=fp32``).
+
 ``--baseline`` also measures, in this process and in the same run, the naive
 way to answer: eager torchvision Mask R-CNN with its mask branch, default
 torch threading, one image at a time. Mask R-CNN's COCO weights are used if
@@ -14,12 +18,15 @@ torchvision can download them, otherwise random init (the same computation).
 
     python scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
         --images ../shared/eval/images --baseline --json bench-results/run.json
+    python scripts/bench.py --serve artifacts/model --images ../shared/eval/images --baseline
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import tempfile
 import os
 import platform
 import resource
@@ -29,7 +36,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -192,8 +199,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per transport and level")
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("DETECTOR_RUN_DIR", "run")))
     parser.add_argument("--baseline", action="store_true", help="also measure the naive eager Mask R-CNN")
+    parser.add_argument("--serve", type=Path, metavar="MODEL_DIR", help="start the service with this model for the run")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for --serve")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
+    if args.serve:
+        with served(args.serve, dict(item.split("=", 1) for item in args.env)) as service:
+            args.http, args.grpc, args.run_dir = service.http_url, service.grpc_target, service.run_dir
+            return measure(args, parser)
+    return measure(args, parser)
+
+
+@contextlib.contextmanager
+def served(model_dir: Path, env: dict[str, str]) -> Iterator:
+    """The real service on free 127.0.0.1 ports, as the integration tests start it."""
+    from tests.service_process import ServiceProcess
+
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
+        service = ServiceProcess(Path(__file__).resolve().parent.parent, model_dir.resolve(), Path(run_dir), env)
+        service.start()
+        try:
+            yield service
+        finally:
+            service.stop()
+
+
+def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for url in (args.http or "", args.grpc or ""):
         host = url.split("://")[-1].split(":")[0]
         if host and host not in ("127.0.0.1", "localhost"):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from model.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
-from model.images import decode_image, limit_side, to_tensor
+from model.images import decode_image, decode_near, limit_side, to_tensor
 from tests.image_server import make_cases
 
 
@@ -61,3 +63,43 @@ def test_limit_side_keeps_aspect_and_to_tensor_is_unit_range():
     tensor = to_tensor(image)
     assert tensor.shape == (3, 500, 1000) and float(tensor[0].max()) == 1.0 and float(tensor[1].max()) == 0.0
     assert limit_side(image, 0) is image
+
+
+def _jpeg(image: Image.Image, orientation: int | None = None) -> bytes:
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    image.save(buffer, format="JPEG", quality=92, exif=exif)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def big_photo(shared_dir) -> Image.Image:
+    """A real photo enlarged to 3072x2304, so that a JPEG decoder can scale it down by 4."""
+    photo = Image.open(shared_dir / "eval" / "images" / "darknet_dog.jpg").convert("RGB")
+    return photo.resize((3072, 2304), Image.Resampling.BICUBIC)
+
+
+def test_a_large_jpeg_decodes_near_the_model_size_and_keeps_its_stored_size(big_photo):
+    data = _jpeg(big_photo)
+    image, size = decode_near(data, 10**8, 640)
+    assert size == (3072, 2304)
+    assert image.size == (768, 576)  # 1/4 scale: the longest side stays >= 640
+    full = limit_side(decode_image(data, 10**8), 640)
+    drafted = limit_side(image, 640)
+    assert drafted.size == full.size
+    difference = np.abs(np.asarray(drafted, dtype=np.float32) - np.asarray(full, dtype=np.float32)).mean()
+    assert difference < 3, difference
+
+
+def test_draft_decoding_reports_the_upright_stored_size_of_a_rotated_jpeg(big_photo):
+    image, size = decode_near(_jpeg(big_photo, orientation=6), 10**8, 640)
+    assert size == (2304, 3072) and image.size == (576, 768)
+
+
+def test_small_jpegs_and_other_formats_decode_at_full_size(cases):
+    image, size = decode_near(cases["photo.jpg"][0], 10**8, 640)
+    assert image.size == size == (768, 576)
+    image, size = decode_near(cases["rgba.png"][0], 10**8, 320)
+    assert image.size == size == (768, 576)

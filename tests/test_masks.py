@@ -19,7 +19,7 @@ from pycocotools import mask as coco_mask
 from exporters import builder as export, maskrcnn
 from model.coco import PLACEHOLDERS
 from model.config import Settings
-from model.images import decode_image, limit_side, to_tensor
+from model.images import decode_near, limit_side, to_tensor
 from model.pipeline import Pipeline
 
 MIN_SIZE, MAX_SIZE = 320, 512
@@ -59,10 +59,10 @@ def _decode(rle: dict) -> np.ndarray:
 
 
 def _expected(eager, photo: bytes, max_side: int = 10_000) -> list[tuple[str, np.ndarray]]:
-    """Eager torchvision's answer filtered the way the service filters (threshold 0, placeholders out)."""
+    """Eager torchvision's answer on the picture the service prepares, filtered the way it filters."""
     names = maskrcnn.categories()
     with torch.inference_mode():
-        found = eager([to_tensor(limit_side(decode_image(photo, 10**8), max_side))])[0]
+        found = eager([to_tensor(limit_side(decode_near(photo, 10**8, max_side)[0], max_side))])[0]
     rows = [(names[label], score, (mask[0] >= 0.5).numpy())
             for label, score, mask in zip(found["labels"].tolist(), found["scores"].tolist(), found["masks"])
             if names[label] not in PLACEHOLDERS]
