@@ -18,11 +18,14 @@ import torchvision  # noqa: F401
 from model.metrics_dir import prepare_dir
 
 bind = f"{os.environ.get('DETECTOR_HTTP_HOST', '0.0.0.0')}:{os.environ.get('DETECTOR_HTTP_PORT', '8080')}"
-workers = int(os.environ.get("DETECTOR_HTTP_WORKERS", "2"))
-# Threads let a worker keep fetching images for queued requests while one
-# request holds the model; the model itself is serialised by a lock.
+# One worker by default: each worker holds a model and an OpenMP team as wide as the machine;
+# two teams on two cores starve each other (HTTP at c=4: 15 req/s with 2 workers, 22 with 1;
+# docs/performance.md, "Processes"). Raise it on machines with cores to spare for a second team.
+workers = int(os.environ.get("DETECTOR_HTTP_WORKERS", "1"))
+# Threads let a worker keep fetching and decoding images for queued requests while one
+# request's inference runs on the model thread.
 worker_class = "gthread"
-threads = int(os.environ.get("DETECTOR_HTTP_THREADS", "4"))
+threads = int(os.environ.get("DETECTOR_HTTP_THREADS", "8"))
 timeout = int(os.environ.get("DETECTOR_HTTP_TIMEOUT", "120"))
 graceful_timeout = 30
 wsgi_app = "http_service.app:create_default_app()"

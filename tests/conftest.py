@@ -69,7 +69,8 @@ def service(yolov5_dir: Path, image_server, tmp_path_factory: pytest.TempPathFac
     """supervisord running both programs on free 127.0.0.1 ports, serving YOLOv5s, ready to serve."""
     from tests.service_process import ServiceProcess
 
-    process = ServiceProcess(REPO_ROOT, yolov5_dir, tmp_path_factory.mktemp("run"))
+    # Two gunicorn workers (the default is one): the contract's counter must add up across workers.
+    process = ServiceProcess(REPO_ROOT, yolov5_dir, tmp_path_factory.mktemp("run"), {"DETECTOR_HTTP_WORKERS": "2"})
     process.start()
     yield process
     process.stop()

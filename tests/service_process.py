@@ -84,7 +84,7 @@ class ServiceProcess:
     @property
     def model_processes(self) -> int:
         """Every gunicorn worker plus the gRPC server holds a model."""
-        return int(self.env.get("DETECTOR_HTTP_WORKERS", "2")) + 1
+        return int(self.env.get("DETECTOR_HTTP_WORKERS", "1")) + 1
 
     def processes_ready(self) -> float:
         """How many processes report a warm model (/readyz reaches only one worker)."""

@@ -1,4 +1,4 @@
-"""The contract, end to end: supervisord, gunicorn (2 workers), the gRPC server, real sockets."""
+"""The contract, end to end: supervisord, gunicorn (2 workers in the tests; 1 by default), the gRPC server, real sockets."""
 
 from __future__ import annotations
 
