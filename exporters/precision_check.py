@@ -1,7 +1,7 @@
 """Export-time proof that bf16 gives fp32's answers, before a sidecar may say ``precision: bf16``.
 
 The exported module is loaded twice, once left in fp32 and once converted the
-way a serving process converts it (``model.precision.apply``), and both run on
+way a serving process puts it in bf16 (``model.precision.apply``), and both run on
 a few real photos, prepared as the service prepares them. bf16 is kept only if,
 on every photo, each detection at or above the model's threshold in one run has
 a partner in the other: same label, box within ``box_px`` pixels, score within
@@ -71,8 +71,8 @@ def _unpartnered(mine: Detections, theirs: Detections, threshold: float, box_px:
 
 
 def check_bf16(
-    module: torch.jit.ScriptModule, precision_module: str, threshold: float, max_side: int, photos: list[Path],
-    box_px: float = BOX_PX, score_tol: float = SCORE_TOL,
+    module: torch.jit.ScriptModule, bf16_mode: str, precision_module: str, threshold: float, max_side: int,
+    photos: list[Path], box_px: float = BOX_PX, score_tol: float = SCORE_TOL,
 ) -> dict[str, object]:
     """The sidecar's ``precision`` and ``precision_check`` fields for ``module``."""
     if not photos:
@@ -82,12 +82,14 @@ def check_bf16(
         outcome = "fp32: bf16 not verified (this CPU cannot run oneDNN bf16)"
         return {"precision": numerics.FP32, "precision_check": {"outcome": outcome}}
     fp32, bf16 = _copies(module)
-    numerics.apply(bf16, precision_module, numerics.BF16)
+    bf16_context = numerics.apply(bf16, numerics.BF16, bf16_mode, precision_module)
     missing, worst_box, worst_score = 0, 0.0, 0.0
     with torch.inference_mode():
         for photo in photos:
             image = to_tensor(limit_side(decode_image(photo.read_bytes(), 10**9), max_side))
-            reference, candidate = fp32(image), bf16(image)
+            reference = fp32(image)
+            with bf16_context():
+                candidate = bf16(image)
             for mine, theirs in ((reference, candidate), (candidate, reference)):
                 lost, box_gap, score_gap = _unpartnered(mine, theirs, threshold, box_px, score_tol)
                 missing += lost

@@ -37,8 +37,10 @@ class ModelCard:
     # Who may use the weights and on what terms: an operator must know what they deploy.
     license: str = ""
     # "bf16" where the export found bf16 gives fp32's answers (model.precision decides at load
-    # time whether this CPU runs it); precision_module names the part converted (e.g. "body").
+    # time whether this CPU runs it). bf16_mode "convert": the part named by precision_module
+    # (e.g. "body") is converted to bf16; "autocast": the whole module runs under CPU autocast.
     precision: str = "fp32"
+    bf16_mode: str = "convert"
     precision_module: str = ""
     precision_check: dict[str, object] = field(default_factory=dict)
 

@@ -10,9 +10,11 @@ OpenMP keeps one team of threads.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import torch
 import torchvision  # noqa: F401  (registers the nms/roi_align ops Mask R-CNN's TorchScript calls)
@@ -42,12 +44,14 @@ class Detector:
     def __init__(
         self, module: torch.jit.ScriptModule, card: ModelCard, score_threshold: float | None = None,
         precision: str = numerics.FP32, thread: InferenceThread | None = None,
+        numerics_context: Callable[[], ContextManager] = contextlib.nullcontext,
     ):
         self._module = module
         self.card = card
         self.score_threshold = card.score_threshold if score_threshold is None else score_threshold
         self.precision = precision
         self._thread = thread or InferenceThread()
+        self._numerics = numerics_context
         self.warm = False
 
     @classmethod
@@ -72,8 +76,8 @@ class Detector:
             raise RuntimeError(f"{model_path} sha256 {actual} does not match its sidecar ({card.sha256})")
         module = torch.jit.load(str(model_path), map_location="cpu").eval()
         choice = numerics.choose(card, precision, numerics.cpu_flags())
-        numerics.apply(module, card.precision_module, choice.precision)
-        detector = cls(module, card, score_threshold, choice.precision, thread)
+        context = numerics.apply(module, choice.precision, card.bf16_mode, card.precision_module)
+        detector = cls(module, card, score_threshold, choice.precision, thread, context)
         if card.random_init:
             log.warning(
                 "SERVING AN UNTRAINED MODEL: %s was exported from random weights; its answers are meaningless",
@@ -115,13 +119,13 @@ class Detector:
         return self._thread.call(self._forward_masks, image, min_score)
 
     def _forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
+        with torch.inference_mode(), self._numerics():
             return self._module(image)
 
     def _forward_masks(
         self, image: torch.Tensor, min_score: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
+        with torch.inference_mode(), self._numerics():
             return self._module.detect_masks(image, min_score)
 
     def detect(

@@ -40,6 +40,7 @@ CARD = ModelCard(
          FP32, "bf16 changed 2 answer(s)"),
         (replace(CARD, precision=FP32), "bf16", AMX, BF16, "DETECTOR_PRECISION=bf16"),
         (replace(CARD, precision_module=""), "bf16", AMX, FP32, "has no bf16 path"),
+        (replace(CARD, precision_module="", bf16_mode="autocast"), "auto", AMX, BF16, "the CPU has amx_bf16"),
     ],
 )
 def test_choice_follows_sidecar_setting_and_cpu(card, requested, flags, expected, why):
@@ -151,7 +152,7 @@ def maskrcnn_random(tmp_path_factory, shared_dir):
 def test_the_maskrcnn_export_records_its_bf16_check(maskrcnn_random):
     _, card = maskrcnn_random
     check = card.precision_check
-    assert card.precision_module == maskrcnn.PRECISION_MODULE
+    assert card.bf16_mode == maskrcnn.BF16_MODE == "autocast"
     assert len(check["photos"]) == 2 and check["threshold"] == card.score_threshold
     assert card.precision == (BF16 if check["outcome"].startswith("bf16") else FP32)
 
@@ -161,13 +162,14 @@ def test_a_disagreeing_bf16_run_keeps_the_export_in_fp32(maskrcnn_random, shared
     out, card = maskrcnn_random
     module = torch.jit.load(str(out / "model.pt"))
     photos = photos_in(shared_dir / "eval" / "images")[:2]
-    verdict = check_bf16(module, card.precision_module, 0.0, card.max_side, photos, box_px=0.0, score_tol=0.0)
+    verdict = check_bf16(module, card.bf16_mode, card.precision_module, 0.0, card.max_side, photos,
+                         box_px=0.0, score_tol=0.0)
     assert verdict["precision"] == FP32
     assert verdict["precision_check"]["outcome"].startswith("fp32: bf16 changed")
 
 
 def test_without_check_photos_the_export_stays_fp32(tmp_path):
-    verdict = check_bf16(torch.jit.script(torch.nn.Identity()), "body", 0.5, 640, [])
+    verdict = check_bf16(torch.jit.script(torch.nn.Identity()), "convert", "body", 0.5, 640, [])
     assert verdict["precision"] == FP32 and "not verified" in verdict["precision_check"]["outcome"]
 
 
