@@ -38,7 +38,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    # convert() copies even to its own mode: a full-size copy per request for nothing.
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _draft_near(image: Image.Image, max_side: int) -> None:
@@ -84,7 +85,8 @@ def _finish(image: Image.Image) -> Image.Image:
     """Decode the first frame (Image.open stands there; frames are never counted), upright, 8-bit RGB."""
     try:
         image.load()
-        image = ImageOps.exif_transpose(image) or image
+        if image.getexif().get(_ORIENTATION, 1) != 1:  # exif_transpose copies even when upright
+            image = ImageOps.exif_transpose(image) or image
         return _to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise UndecodableImage(f"image could not be decoded: {exc}") from None
