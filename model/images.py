@@ -24,16 +24,20 @@ _ORIENTATION = 0x0112
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any mode to 8-bit RGB without clipping wide formats or blackening transparency."""
+    # Wide formats are scaled in integers or in place: a float64 copy of a 49 MP picture is 392 MB.
     if image.mode in _SIXTEEN_BIT_MODES:
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode != "I" or pixels.max() > 255 else 255.0
-        gray = np.clip(pixels / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        pixels = np.asarray(image)
+        if image.mode != "I" or pixels.max() > 255:
+            gray = (np.clip(pixels, 0, 65535) >> 8).astype(np.uint8)
+        else:
+            gray = np.clip(pixels, 0, 255).astype(np.uint8)
         return Image.fromarray(gray, mode="L").convert("RGB")
     if image.mode == "F":
-        pixels = np.asarray(image, dtype=np.float64)
-        span = max(float(pixels.max() - pixels.min()), 1e-12)
-        gray = ((pixels - pixels.min()) / span * 255.0).astype(np.uint8)
-        return Image.fromarray(gray, mode="L").convert("RGB")
+        pixels = np.array(image, dtype=np.float32)
+        low = float(pixels.min())
+        pixels -= low
+        pixels *= 255.0 / max(float(pixels.max()), 1e-12)
+        return Image.fromarray(pixels.astype(np.uint8), mode="L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
