@@ -27,7 +27,8 @@ from model.metrics import GRPC_INFERENCE_COUNT
 from model.pipeline import Pipeline
 from model.serving import configure_logging, serve_predict, start_pipeline
 from grpc_service.detection_servicer import DetectorServicer
-from proto import detection_pb2, detection_pb2_grpc, inference_pb2, inference_pb2_grpc
+from grpc_service.tolerant_handlers import add_servicer
+from proto import detection_pb2, inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("grpc_service")
 
@@ -61,8 +62,8 @@ def build_server(
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ],
     )
-    inference_pb2_grpc.add_InstanceDetectorServicer_to_server(InstanceDetectorServicer(pipeline), server)
-    detection_pb2_grpc.add_DetectorServicer_to_server(DetectorServicer(pipeline), server)
+    add_servicer(server, inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"], InstanceDetectorServicer(pipeline))
+    add_servicer(server, detection_pb2.DESCRIPTOR.services_by_name["Detector"], DetectorServicer(pipeline))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, DETECTION_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from http_service.detect_api import detect_blueprint
 from http_service.openapi import openapi_document
-from http_service.params import JSON_BODY_BYTES, url_field
+from http_service.params import JSON_BODY_BYTES, read_json, url_field
 from http_service.responses import detector_error_response, error_response
 from model.config import Settings
 from model.errors import DetectorError, InvalidRequest
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def _read_url() -> str:
     """The ``url`` field of a JSON object body, or InvalidRequest saying what is wrong."""
-    body: Any = request.get_json(force=True, silent=True)
+    body = read_json(request)
     if body is None:
         raise InvalidRequest('body must be JSON: {"url": "<image url>"}')
     if not isinstance(body, dict):

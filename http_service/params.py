@@ -99,9 +99,18 @@ def options_from_fields(fields: MultiDict[str, str], extra: tuple[str, ...] = ()
     return options
 
 
+def read_json(request: Request) -> Any:
+    """The parsed JSON body; None if it is not JSON. Nesting deep enough to exhaust the parser's
+    recursion (1000 brackets fit in the 16 KiB limit) is the caller's fault, not a 500."""
+    try:
+        return request.get_json(force=True, silent=True)
+    except RecursionError:
+        raise InvalidRequest("body is JSON nested too deeply") from None
+
+
 def json_object(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     """The body as a JSON object with only ``allowed`` keys, or InvalidRequest."""
-    body: Any = request.get_json(force=True, silent=True)
+    body = read_json(request)
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
     unknown = sorted(set(body) - set(allowed))

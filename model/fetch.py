@@ -55,6 +55,9 @@ def parse_url(url: str) -> _Target:
     """Validate the URL's form; raises InvalidURL with the reason."""
     if not url or len(url) > 4096:
         raise InvalidURL("url must be a non-empty string of at most 4096 characters")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        # A NUL ends the host name for the resolver but not for the Host header sent upstream.
+        raise InvalidURL("url contains control characters")
     try:
         parts = urlsplit(url.strip())
         port = parts.port

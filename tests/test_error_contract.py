@@ -22,6 +22,9 @@ URL_CASES = [
     ("empty-url", "", 400, "invalid_url", "INVALID_ARGUMENT"),
     ("broken-ipv6", "http://[::1/x.jpg", 400, "invalid_url", "INVALID_ARGUMENT"),
     ("credentials", "http://user:pass@127.0.0.1/x.jpg", 400, "invalid_url", "INVALID_ARGUMENT"),
+    ("nul-in-host", "http://127.0.0.1\x00.attacker.example:{port}/case/photo.jpg", 400, "invalid_url",
+     "INVALID_ARGUMENT"),
+    ("newline-in-path", "{base}/case/photo.jpg\r\nX-Injected: 1", 400, "invalid_url", "INVALID_ARGUMENT"),
     ("loopback-not-allowlisted", "http://127.0.0.2:{port}/case/photo.jpg", 403, "address_not_allowed", "PERMISSION_DENIED"),
     ("ipv6-loopback", "http://[::1]:{port}/case/photo.jpg", 403, "address_not_allowed", "PERMISSION_DENIED"),
     ("ipv4-mapped-loopback", "http://[::ffff:127.0.0.2]/x.jpg", 403, "address_not_allowed", "PERMISSION_DENIED"),
@@ -97,6 +100,7 @@ def test_odd_but_valid_images_are_answered_on_both_transports(service, image_ser
         (b'{"url": null}', "application/json", 400, "invalid_request"),
         (b'{"url": ["http://x"]}', "application/json", 400, "invalid_request"),
         (b"\xff\xfe\x00garbage", "application/octet-stream", 400, "invalid_request"),
+        (b'{"url": ' + b"[" * 1000 + b"]" * 1000 + b"}", "application/json", 400, "invalid_request"),
         (json.dumps({"url": "http://x/" + "a" * 20000}).encode(), "application/json", 413, "request_too_large"),
     ],
 )
@@ -187,3 +191,45 @@ def test_fuzzed_bodies_never_cause_a_500(service, body):
     assume(b"://" not in body)  # never let a generated URL reach beyond 127.0.0.1
     status, answer = service.post("/predict", body)
     assert 400 <= status < 500 and list(answer) == ["error"]
+
+
+@pytest.mark.parametrize("route", ["/predict", "/v1/detect", "/v1/detect:batch"])
+def test_json_nested_too_deep_is_the_callers_fault(service, route):
+    """1000 brackets fit in the 16 KiB body limit and exhaust the JSON parser's recursion."""
+    field = "urls" if route.endswith("batch") else "url"
+    body = b'{"' + field.encode() + b'": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    status, got = service.post(route, body, "application/json")
+    assert (status, got["error"]["code"]) == (400, "invalid_request")
+    assert "nested" in got["error"]["message"]
+
+
+def test_a_deeply_nested_body_is_counted_as_an_error(service):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def count() -> float:
+        _, text = service.get("/metrics")
+        family = [f for f in text_string_to_metric_families(text) if f.name == "app_request_errors"][0]
+        return sum(s.value for s in family.samples
+                   if s.name.endswith("_total") and s.labels == {"transport": "http", "code": "invalid_request"})
+
+    before = count()
+    service.post("/predict", b'{"url": ' + b"[" * 1000 + b"]" * 1000 + b"}", "application/json")
+    assert count() == before + 1
+
+
+@pytest.mark.parametrize(
+    "method, raw",
+    [
+        ("/inference.InstanceDetector/Predict", b"\x0a\x02\xff\xfe"),  # field 1, a "string" that is not UTF-8
+        ("/inference.InstanceDetector/Predict", b"\xff\xff\xff\xff"),  # not protobuf at all
+        ("/detection.v1.Detector/Detect", b"\x0a\x01\x80"),
+    ],
+)
+def test_grpc_bytes_that_are_not_the_request_message_are_invalid_argument(service, image_server, method, raw):
+    with grpc.insecure_channel(service.grpc_target) as channel:
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as raised:
+            call(raw, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith("invalid_request: ") and "UTF-8" in raised.value.details()
+    assert service.predict_grpc(image_server.url("/case/photo.jpg"))
