@@ -104,7 +104,11 @@ class Pipeline:
         )
         self.detector = detector
 
-    def load_in_background(self, on_ready: Callable[[Detector], None] | None = None) -> threading.Thread:
+    def load_in_background(
+        self,
+        on_ready: Callable[[Detector], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> threading.Thread:
         """Load without blocking start-up, so health checks answer (not ready) while it runs."""
 
         def _load() -> None:
@@ -115,6 +119,8 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - reported through readiness and the log
                 self.load_error = f"{exc.__class__.__name__}: {exc}"
                 log.exception("model failed to load from %s", self.settings.model_dir)
+                if on_failure is not None:
+                    on_failure(self.load_error)
 
         thread = threading.Thread(target=_load, name="model-loader", daemon=True)
         thread.start()

@@ -7,6 +7,7 @@ Adapters only translate their wire format; everything a request does between
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Callable
 from urllib.parse import urlsplit
@@ -80,7 +81,28 @@ def serve_upload(pipeline: Pipeline, transport: str, data: bytes, options: Detec
     return serve(transport, "upload", lambda: pipeline.predict_bytes(data, options))
 
 
-def start_pipeline(settings: Settings, on_ready: Callable[[Detector], None] | None = None) -> Pipeline:
+# gunicorn's "worker failed to boot" code: its master stops too, so supervisord sees the failure.
+LOAD_FAILED_EXIT_CODE = 3
+
+
+def exit_for_restart(reason: str) -> None:
+    """A process whose model cannot load is of no use alive: exit so supervisord restarts it.
+
+    A failure within supervisord's ``startsecs`` counts as a failed start, so a model that can
+    never load ends with the program FATAL in ``supervisorctl status`` after ``startretries``
+    tries, instead of a process that answers /healthz forever and never becomes ready.
+    """
+    log.critical("model failed to load (%s); exiting with status %d so supervisord restarts this process",
+                 reason, LOAD_FAILED_EXIT_CODE)
+    logging.shutdown()
+    os._exit(LOAD_FAILED_EXIT_CODE)
+
+
+def start_pipeline(
+    settings: Settings,
+    on_ready: Callable[[Detector], None] | None = None,
+    on_failure: Callable[[str], None] = exit_for_restart,
+) -> Pipeline:
     """A pipeline whose model loads in the background and announces itself in the metrics."""
 
     def _ready(detector: Detector) -> None:
@@ -90,5 +112,5 @@ def start_pipeline(settings: Settings, on_ready: Callable[[Detector], None] | No
             on_ready(detector)
 
     pipeline = Pipeline(settings)
-    pipeline.load_in_background(on_ready=_ready)
+    pipeline.load_in_background(on_ready=_ready, on_failure=on_failure)
     return pipeline

@@ -56,12 +56,16 @@ class ServiceProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout: float = 180.0) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start supervisord without waiting for the programs."""
         log = open(self.log_path, "wb")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.repo / "supervisord.conf")],
             cwd=self.repo, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         """Both transports answer and the model is warm in every process."""
