@@ -18,7 +18,7 @@ _ERRORS = {
     "403": "The URL points at an address the service may not fetch",
     "413": "Request body or image too large",
     "415": "Not an image, or an unsupported request content type",
-    "422": "The image could not be decoded",
+    "422": "The image could not be decoded, or its URL answered 4xx (error.code upstream_rejected)",
     "500": "Internal error",
     "502": "The image URL could not be fetched",
     "503": "The model is not loaded yet",

@@ -67,6 +67,18 @@ class UpstreamError(DetectorError):
     grpc_status = "UNAVAILABLE"
 
 
+class UpstreamRejected(DetectorError):
+    """The image server answered, and said no (4xx, or a 304 to a request that was not conditional).
+
+    The URL is the caller's to fix, so this is neither a 5xx nor a retryable gRPC status, and it
+    does not count against the service's availability.
+    """
+
+    code = "upstream_rejected"
+    http_status = 422
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class UpstreamTimeout(DetectorError):
     code = "upstream_timeout"
     http_status = 504

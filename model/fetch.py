@@ -27,7 +27,7 @@ from urllib3.exceptions import HTTPError, LocationParseError, NewConnectionError
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError, SSLError
 
 from model.config import FetchPolicy
-from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamTimeout
+from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamRejected, UpstreamTimeout
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
@@ -159,8 +159,10 @@ class Fetcher:
                         raise UpstreamError(f"upstream redirect {response.status} without a Location")
                     current = urljoin(current, location)
                     continue
-                if response.status >= 400:
+                if response.status >= 500:
                     raise UpstreamError(f"upstream answered HTTP {response.status}")
+                if response.status >= 300:
+                    raise UpstreamRejected(f"the image URL answered HTTP {response.status}")
                 data = self._read_capped(response, deadline)
                 return FetchedImage(data, response.headers.get("Content-Type", ""), current)
             finally:

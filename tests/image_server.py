@@ -133,8 +133,9 @@ class ImageServer:
                 if name in outer.cases:
                     body, content_type = outer.cases[name]
                     self._send(200, body, content_type)
-                elif name == "status-404":
-                    self._send(404, b"missing", "text/plain")
+                elif name in ("status-404", "status-403", "status-410", "status-304"):
+                    status = int(name.removeprefix("status-"))
+                    self._send(status, b"" if status == 304 else b"no", "text/plain")
                 elif name == "status-500":
                     self._send(500, b"broken", "text/plain")
                 elif name == "redirect-ok":

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from model.config import FetchPolicy
-from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamTimeout
+from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamRejected, UpstreamTimeout
 from model.fetch import Allowlist, Fetcher, is_public, parse_url, resolve_checked
 
 
@@ -106,9 +106,15 @@ def test_a_shorter_caller_deadline_wins(fetcher, image_server):
     assert time.monotonic() - started < 2.0
 
 
+def test_upstream_client_errors_are_the_callers_to_fix(fetcher, image_server):
+    for status in (404, 403, 410, 304):
+        with pytest.raises(UpstreamRejected, match=str(status)):
+            fetcher.fetch(image_server.url(f"/case/status-{status}"))
+
+
 def test_error_statuses_and_refused_connections_are_upstream_errors(fetcher, image_server):
-    with pytest.raises(UpstreamError, match="404"):
-        fetcher.fetch(image_server.url("/case/status-404"))
+    with pytest.raises(UpstreamError, match="500"):
+        fetcher.fetch(image_server.url("/case/status-500"))
     from tests.service_process import free_port
 
     with pytest.raises(UpstreamError):
