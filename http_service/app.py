@@ -80,7 +80,7 @@ def create_app(pipeline: Pipeline) -> Flask:
     def readyz() -> Any:
         if pipeline.ready:
             return jsonify({"status": "ready"})
-        return error_response(503, "model_not_ready", pipeline.load_error or "the model is still loading")
+        return error_response(503, "model_not_ready", pipeline.not_ready_reason)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

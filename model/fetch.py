@@ -17,6 +17,7 @@ Private addresses are allowed only when listed in ``DETECTOR_URL_ALLOWLIST``.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError, SSLError
 
 from model.config import FetchPolicy
 from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamRejected, UpstreamTimeout
+
+log = logging.getLogger(__name__)
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
@@ -129,7 +132,12 @@ def resolve_checked(host: str, port: int, allowlist: Allowlist) -> IPAddress:
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if not (is_public(address) or allowlist.allows(host, address)):
-            raise AddressNotAllowed(f"host {host!r} resolves to a non-public address ({address})")
+            # The caller is not told which address a name resolves to: that would map internal DNS.
+            log.warning("refused %r: it resolves to the non-public address %s", host, address)
+            raise AddressNotAllowed(
+                f"host {host!r} is not a public address or does not resolve to one; an operator can allow "
+                "private hosts with DETECTOR_URL_ALLOWLIST"
+            )
         addresses.append(address)
     if not addresses:
         raise UpstreamError(f"host {host!r} has no address")

@@ -127,6 +127,13 @@ class Pipeline:
         return thread
 
     @property
+    def not_ready_reason(self) -> str:
+        """What a caller may know: the detail (paths, checksums) stays in the log."""
+        if self.load_error:
+            return "the model failed to load; the operator will find why in the service log"
+        return "the model is still loading; retry shortly"
+
+    @property
     def ready(self) -> bool:
         return self.detector is not None and self.detector.warm
 
@@ -136,8 +143,7 @@ class Pipeline:
     def ready_detector(self) -> Detector:
         """The warm detector, or ModelNotReady saying why there is none yet."""
         if self.detector is None or not self.ready:
-            reason = f"the model failed to load ({self.load_error})" if self.load_error else "the model is still loading"
-            raise ModelNotReady(f"{reason}; retry shortly")
+            raise ModelNotReady(self.not_ready_reason)
         return self.detector
 
     @property

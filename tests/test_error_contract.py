@@ -236,3 +236,19 @@ def test_grpc_bytes_that_are_not_the_request_message_are_invalid_argument(servic
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith("invalid_request: ") and "UTF-8" in raised.value.details()
     assert service.predict_grpc(image_server.url("/case/photo.jpg"))
+
+
+def test_not_ready_answers_do_not_carry_paths_or_checksums(tmp_path):
+    """The loader's exception (model path, sha256s) goes to the log, not to the caller."""
+    from model.config import Settings
+    from model.errors import ModelNotReady
+    from model.pipeline import Pipeline
+
+    pipeline = Pipeline(Settings(model_dir=tmp_path / "missing"))
+    failures: list[str] = []
+    pipeline.load_in_background(on_failure=failures.append).join(timeout=60)
+    assert failures and str(tmp_path) in failures[0]
+    with pytest.raises(ModelNotReady) as refused:
+        pipeline.ready_detector()
+    assert str(tmp_path) not in refused.value.message and "retry" not in refused.value.message
+    assert "log" in refused.value.message

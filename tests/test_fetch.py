@@ -119,3 +119,15 @@ def test_error_statuses_and_refused_connections_are_upstream_errors(fetcher, ima
 
     with pytest.raises(UpstreamError):
         fetcher.fetch(f"http://127.0.0.1:{free_port()}/x.jpg")
+
+
+def test_a_refusal_does_not_tell_the_caller_where_a_name_points(caplog):
+    """Saying which private address a name resolves to would let an outsider map internal DNS."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="model.fetch"), pytest.raises(AddressNotAllowed) as refused:
+        resolve_checked("localhost", 80, Allowlist(()))
+    message = refused.value.message
+    assert "127.0.0.1" not in message and "::1" not in message
+    assert "DETECTOR_URL_ALLOWLIST" in message
+    assert "127.0.0.1" in caplog.text or "::1" in caplog.text
