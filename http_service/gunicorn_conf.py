@@ -17,6 +17,13 @@ import torchvision  # noqa: F401
 
 from model.metrics_dir import prepare_dir
 
+prepare_dir("http", wipe=False)
+
+# After the metrics directory: the error writer counts its answers in the multiprocess metrics.
+from http_service import gunicorn_errors  # noqa: E402
+
+gunicorn_errors.install()
+
 bind = f"{os.environ.get('DETECTOR_HTTP_HOST', '0.0.0.0')}:{os.environ.get('DETECTOR_HTTP_PORT', '8080')}"
 # One worker by default: each worker holds a model and an OpenMP team as wide as the machine;
 # two teams on two cores starve each other (HTTP at c=4: 15 req/s with 2 workers, 22 with 1;
@@ -37,7 +44,6 @@ errorlog = "-"
 control_socket_disable = True
 access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
 
-prepare_dir("http", wipe=False)
 
 
 def on_starting(server):  # noqa: ARG001 - gunicorn hook signature

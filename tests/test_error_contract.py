@@ -252,3 +252,47 @@ def test_not_ready_answers_do_not_carry_paths_or_checksums(tmp_path):
         pipeline.ready_detector()
     assert str(tmp_path) not in refused.value.message and "retry" not in refused.value.message
     assert "log" in refused.value.message
+
+
+def _http_errors(service, code: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, text = service.get("/metrics")
+    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "app_request_errors"
+               for s in f.samples if s.name.endswith("_total") and s.labels == {"transport": "http", "code": code})
+
+
+def _raw_http(service, request: bytes) -> tuple[int, str, dict]:
+    """Send bytes as they are (no client library would send these) and parse the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers.get("content-type", ""), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status, code",
+    [
+        (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         400, "invalid_request"),
+        (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "invalid_request"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_too_large"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n",
+         431, "request_too_large"),
+    ],
+    ids=["length-and-chunked", "negative-length", "uri-too-long", "too-many-headers"],
+)
+def test_requests_gunicorn_refuses_get_the_json_error_shape(service, image_server, request_bytes, status, code):
+    before = _http_errors(service, code)
+    got_status, content_type, body = _raw_http(service, request_bytes)
+    assert (got_status, content_type) == (status, "application/json")
+    assert _http_errors(service, code) == before + 1
+    assert list(body) == ["error"] and body["error"]["code"] == code and body["error"]["message"]
+    _assert_still_serving(service, image_server)
