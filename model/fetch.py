@@ -8,8 +8,11 @@ tool unless it refuses internal addresses. The checks here:
   to the checked address (Host header and TLS SNI/verification keep the name),
   so a DNS answer that changes between check and connect cannot slip through;
 * redirects are followed by hand, each hop checked the same way, at most N;
-* connect/read timeouts plus an overall deadline, and a byte cap on the body
-  that stops reading as soon as it is exceeded.
+* connect/read timeouts plus an overall deadline that holds whatever the
+  upstream does (a watchdog shuts the fetch's sockets down when it passes, so
+  headers or a body sent a byte at a time cannot stretch it; name resolution
+  runs on a small pool and is abandoned at the deadline), and a byte cap on
+  the body that stops reading as soon as it is exceeded.
 
 Private addresses are allowed only when listed in ``DETECTOR_URL_ALLOWLIST``.
 """
@@ -19,11 +22,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
+import urllib3.connection
 from urllib3.exceptions import HTTPError, LocationParseError, NewConnectionError, ProtocolError
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError, SSLError
 
@@ -31,6 +39,77 @@ from model.config import FetchPolicy
 from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamRejected, UpstreamTimeout
 
 log = logging.getLogger(__name__)
+
+_RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="resolve")
+# The watchdog of the fetch running in this context; connections register their sockets with it.
+_WATCHDOG: ContextVar["_Watchdog | None"] = ContextVar("fetch_watchdog", default=None)
+
+
+class _Watchdog:
+    """Shuts down every socket of one fetch when its deadline passes, whatever the upstream is doing.
+
+    Read timeouts apply per read: a server that sends its headers or body a byte at a time
+    never trips them. Shutting the socket down makes the blocked read return at once.
+    """
+
+    def __init__(self, seconds: float):
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def __enter__(self) -> "_Watchdog":
+        self._token = _WATCHDOG.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _WATCHDOG.reset(self._token)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        watchdog = _WATCHDOG.get()
+        if watchdog is not None and self.sock is not None:
+            watchdog.watch(self.sock)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        watchdog = _WATCHDOG.get()
+        if watchdog is not None and self.sock is not None:
+            watchdog.watch(self.sock)
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
@@ -122,10 +201,17 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global
 
 
-def resolve_checked(host: str, port: int, allowlist: Allowlist) -> IPAddress:
-    """Resolve once and return an address that may be contacted; every answer must pass."""
+def resolve_checked(host: str, port: int, allowlist: Allowlist, timeout: float | None = None) -> IPAddress:
+    """Resolve once and return an address that may be contacted; every answer must pass.
+
+    getaddrinfo has no timeout of its own, so it runs on a small pool and the caller stops
+    waiting after ``timeout``; a hung lookup then occupies a resolver thread, not a request.
+    """
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = lookup.result(timeout=timeout)
+    except FutureTimeout:
+        raise UpstreamTimeout(f"resolving {host!r} ran out of time") from None
     except (socket.gaierror, UnicodeError) as exc:
         raise UpstreamError(f"could not resolve host {host!r}: {exc}") from None
     addresses = []
@@ -155,10 +241,22 @@ class Fetcher:
         """Download ``url``; ``timeout`` (e.g. a gRPC client's deadline) can only shorten the policy's."""
         budget = self.policy.deadline if timeout is None else min(self.policy.deadline, timeout)
         deadline = time.monotonic() + budget
+        with _Watchdog(budget) as watchdog:
+            try:
+                fetched = self._fetch(url, deadline)
+            except UpstreamError:
+                if watchdog.expired:
+                    raise UpstreamTimeout("fetching the image ran out of time") from None
+                raise
+            if watchdog.expired:  # a shut-down socket reads as a clean end: the body may be cut short
+                raise UpstreamTimeout("fetching the image ran out of time")
+            return fetched
+
+    def _fetch(self, url: str, deadline: float) -> FetchedImage:
         current = url
         for _ in range(self.policy.max_redirects + 1):
             target = parse_url(current)
-            address = resolve_checked(target.host, target.port, self.allowlist)
+            address = resolve_checked(target.host, target.port, self.allowlist, self._remaining(deadline))
             response = self._request(target, address, deadline)
             try:
                 if response.status in _REDIRECTS:
@@ -190,11 +288,11 @@ class Fetcher:
         )
         common = dict(port=target.port, timeout=timeout, retries=False, maxsize=1)
         if target.scheme == "https":
-            pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            pool: urllib3.HTTPConnectionPool = _TLSPool(
                 str(address), server_hostname=target.host, assert_hostname=target.host, **common
             )
         else:
-            pool = urllib3.HTTPConnectionPool(str(address), **common)
+            pool = _Pool(str(address), **common)
         headers = {"Host": target.host_header, "User-Agent": _USER_AGENT, "Accept": "image/*"}
         try:
             return pool.urlopen(

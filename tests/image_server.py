@@ -165,6 +165,15 @@ class ImageServer:
                 elif name == "slow-headers":
                     outer.stopping.wait(30)
                     self._send(200, outer.cases["photo.jpg"][0], "image/jpeg")
+                elif name == "drip-headers":
+                    # Each byte well inside any read timeout; the headers never end.
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Drip: ")
+                    while not outer.stopping.wait(0.2):
+                        try:
+                            self.wfile.write(b"a")
+                            self.wfile.flush()
+                        except OSError:
+                            return
                 elif name == "slow-body":
                     body = outer.cases["photo.jpg"][0]
                     self.send_response(200)

@@ -49,6 +49,7 @@ URL_CASES = [
     ("connection-refused", "http://127.0.0.1:{closed}/x.jpg", 502, "upstream_error", "UNAVAILABLE"),
     ("unresolvable-host", "http://no-such-host.invalid/x.jpg", 502, "upstream_error", "UNAVAILABLE"),
     ("slow-headers", "{base}/case/slow-headers", 504, "upstream_timeout", "DEADLINE_EXCEEDED"),
+    ("drip-headers", "{base}/case/drip-headers", 504, "upstream_timeout", "DEADLINE_EXCEEDED"),
     ("slow-body", "{base}/case/slow-body", 504, "upstream_timeout", "DEADLINE_EXCEEDED"),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 
 import pytest
@@ -131,3 +132,32 @@ def test_a_refusal_does_not_tell_the_caller_where_a_name_points(caplog):
     assert "127.0.0.1" not in message and "::1" not in message
     assert "DETECTOR_URL_ALLOWLIST" in message
     assert "127.0.0.1" in caplog.text or "::1" in caplog.text
+
+
+def test_headers_sent_a_byte_at_a_time_cannot_stretch_the_deadline(image_server):
+    """Every byte arrives well inside the read timeout; the fetch still ends at its deadline."""
+    fetcher = Fetcher(FetchPolicy(connect_timeout=2, read_timeout=2, deadline=1.5, allowlist=("127.0.0.1",)))
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        fetcher.fetch(image_server.url("/case/drip-headers"))
+    assert time.monotonic() - started < 1.5 + 1.0
+
+
+def test_a_hung_name_lookup_ends_at_the_deadline(monkeypatch):
+    import socket
+
+    release = threading.Event()
+
+    def hung(*args, **kwargs):
+        release.wait(10)
+        raise socket.gaierror("gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hung)
+    fetcher = Fetcher(FetchPolicy(deadline=1.0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(UpstreamTimeout, match="resolving"):
+            fetcher.fetch("http://slow-dns.example/x.jpg")
+        assert time.monotonic() - started < 2.0
+    finally:
+        release.set()
