@@ -62,6 +62,14 @@ def _url(template: str, image_server) -> str:
     return template.format(base=base, port=image_server.port, closed=free_port())
 
 
+def _http_errors(service, code: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, text = service.get("/metrics")
+    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "app_request_errors"
+               for s in f.samples if s.name.endswith("_total") and s.labels == {"transport": "http", "code": code})
+
+
 def _assert_still_serving(service, image_server) -> None:
     status, body = service.predict_http(image_server.url("/case/photo.jpg"))
     assert status == 200 and "dog" in body["objects"]
@@ -140,17 +148,9 @@ def test_grpc_oversized_message_is_refused(service):
 
 
 def test_errors_are_counted_by_code(service, image_server):
-    from prometheus_client.parser import text_string_to_metric_families
-
-    def count() -> float:
-        _, text = service.get("/metrics")
-        family = [f for f in text_string_to_metric_families(text) if f.name == "app_request_errors"][0]
-        return sum(s.value for s in family.samples
-                   if s.name.endswith("_total") and s.labels == {"transport": "http", "code": "address_not_allowed"})
-
-    before = count()
+    before = _http_errors(service, "address_not_allowed")
     service.predict_http("http://10.9.9.9/x.jpg")
-    assert count() == before + 1
+    assert _http_errors(service, "address_not_allowed") == before + 1
 
 
 def test_slow_fetches_do_not_block_good_requests(service, image_server):
@@ -208,17 +208,9 @@ def test_json_nested_too_deep_is_the_callers_fault(service, route):
 
 
 def test_a_deeply_nested_body_is_counted_as_an_error(service):
-    from prometheus_client.parser import text_string_to_metric_families
-
-    def count() -> float:
-        _, text = service.get("/metrics")
-        family = [f for f in text_string_to_metric_families(text) if f.name == "app_request_errors"][0]
-        return sum(s.value for s in family.samples
-                   if s.name.endswith("_total") and s.labels == {"transport": "http", "code": "invalid_request"})
-
-    before = count()
+    before = _http_errors(service, "invalid_request")
     service.post("/predict", b'{"url": ' + b"[" * 1000 + b"]" * 1000 + b"}", "application/json")
-    assert count() == before + 1
+    assert _http_errors(service, "invalid_request") == before + 1
 
 
 @pytest.mark.parametrize(
@@ -253,14 +245,6 @@ def test_not_ready_answers_do_not_carry_paths_or_checksums(tmp_path):
         pipeline.ready_detector()
     assert str(tmp_path) not in refused.value.message and "retry" not in refused.value.message
     assert "log" in refused.value.message
-
-
-def _http_errors(service, code: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    _, text = service.get("/metrics")
-    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "app_request_errors"
-               for s in f.samples if s.name.endswith("_total") and s.labels == {"transport": "http", "code": code})
 
 
 def _raw_http(service, request: bytes) -> tuple[int, str, dict]:
