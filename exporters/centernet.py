@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from exporters.compute import to_compute
+from exporters.compute import add_numerics_switch, to_compute
 from exporters.tfjs_graph import GraphModel
 from exporters.tfjs_torch import GraphBody
 
@@ -70,9 +70,7 @@ class CenterNetDetector(nn.Module):
         self.stride = stride
         self.max_detections = max_detections
         self.input_size = INPUT_SIZE
-        # Set by model.precision when it converts ``body`` to bf16 / channels-last at load time.
-        self.compute_dtype = torch.float32
-        self.channels_last = False
+        add_numerics_switch(self)
 
     @torch.jit.export
     def detect_raw(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -18,7 +18,7 @@ from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskr
 from torchvision.models.detection.mask_rcnn import MaskRCNN
 from torchvision.models.detection.roi_heads import maskrcnn_inference
 
-from exporters.compute import to_compute
+from exporters.compute import add_numerics_switch, to_compute
 
 WEIGHTS = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
 # bf16 under CPU autocast for the whole model: its RPN and box heads are too much of the work
@@ -86,9 +86,7 @@ class MaskRCNNDetector(nn.Module):
         heads.mask_head = None
         heads.mask_predictor = None
         self.model = model
-        # Set by model.precision when it converts the backbone to bf16 / channels-last at load time.
-        self.compute_dtype = torch.float32
-        self.channels_last = False
+        add_numerics_switch(self)
 
     def _detect(self, image: Tensor, with_masks: bool, min_score: float) -> Dict[str, Tensor]:
         original_size = (image.shape[-2], image.shape[-1])

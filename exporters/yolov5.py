@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from exporters.compute import to_compute
+from exporters.compute import add_numerics_switch, to_compute
 from exporters.tfjs_graph import GraphModel
 from exporters.tfjs_torch import GraphBody
 
@@ -105,9 +105,7 @@ class YoloV5Detector(nn.Module):
         self.candidate_floor = CANDIDATE_FLOOR
         self.pad_value = PAD_VALUE
         self.max_detections = max_detections
-        # Set by model.precision when it converts ``body`` to bf16 / channels-last at load time.
-        self.compute_dtype = torch.float32
-        self.channels_last = False
+        add_numerics_switch(self)
 
     @torch.jit.export
     def detect_raw(self, images: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_threads_follow_the_cgroup_quota_and_the_affinity_mask(tmp_path, files, 
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert cgroup_cpu_limit(tmp_path) == limit
-    allowed = len(__import__("os").sched_getaffinity(0))
+    allowed = len(os.sched_getaffinity(0))
     expected = allowed if limit is None else min(allowed, max(1, -(-limit // 1)))
     assert usable_cpus(tmp_path) == expected
 
