@@ -7,6 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# nginx buffers the public HTTP port in front of gunicorn (slow clients; docs/reliability.md).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nginx-light \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --create-home --uid 10001 detector
 WORKDIR /app
 

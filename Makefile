@@ -14,7 +14,7 @@ SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: setup proto model browser run test bench evaluate clean
+.PHONY: setup proto model browser nginx run test bench evaluate hostile clean
 
 setup: $(STAMP) $(PROTO_OUT)
 
@@ -37,19 +37,25 @@ $(MODEL_DIR)/model.json: | $(STAMP)
 
 model: $(MODEL_DIR)/model.json
 
-run: setup model
+run: setup model nginx
 	mkdir -p $(RUN_DIR)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)" \
 		$(VENV)/bin/supervisord -c supervisord.conf
 
+# Debian packages, installed only when missing (with sudo unless root).
+APT_INSTALL = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends
+
 # The page test drives Debian's headless Chromium (no browser download from elsewhere).
 browser:
-	@command -v chromium >/dev/null || { \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+	@command -v chromium >/dev/null || { $(APT_INSTALL) chromium; }
 
-test: setup
+# nginx buffers the public HTTP port in front of gunicorn (docs/reliability.md).
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light; }
+
+test: setup nginx
 	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest $(PYTEST_ARGS)
 
 evaluate: setup
@@ -58,6 +64,10 @@ evaluate: setup
 
 bench: setup
 	$(PY) scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 --images $(SHARED_DIR)/eval/images
+
+# Slow clients, slow image servers, overload and memory bombs against a service started for the run.
+hostile: setup nginx model
+	$(PY) scripts/hostile_load.py --serve $(MODEL_DIR) --images $(SHARED_DIR)/eval/images
 
 clean:
 	rm -rf $(RUN_DIR) $(PROTO_OUT) .pytest_cache

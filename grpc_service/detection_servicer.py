@@ -2,7 +2,7 @@
 
 Options are validated by the shared core (``DetectOptions.checked``), so a
 request refused over HTTP is refused here with the same message, as
-INVALID_ARGUMENT.
+INVALID_ARGUMENT; errors become statuses in :mod:`grpc_service.handlers`.
 """
 
 from __future__ import annotations
@@ -10,15 +10,10 @@ from __future__ import annotations
 import grpc
 
 from model.detector import Detector
-from model.errors import DetectorError
 from model.options import MAX_DETECTIONS, DetectOptions, known_classes
 from model.pipeline import Pipeline, Prediction
 from model.serving import serve_predict
 from proto import detection_pb2, detection_pb2_grpc
-
-
-def _abort(context: grpc.ServicerContext, exc: DetectorError) -> None:
-    context.abort(getattr(grpc.StatusCode, exc.grpc_status), f"{exc.code}: {exc.message}")
 
 
 def model_info(detector: Detector) -> detection_pb2.ModelInfo:
@@ -72,14 +67,10 @@ class DetectorServicer(detection_pb2_grpc.DetectorServicer):
 
     def Detect(self, request: detection_pb2.DetectRequest, context: grpc.ServicerContext):  # noqa: N802
         options = options_from(request)
-        try:
-            prediction = serve_predict(self.pipeline, "grpc", request.url, context.time_remaining(), options)
-            return response_from(prediction, self.pipeline.ready_detector(), options)
-        except DetectorError as exc:
-            _abort(context, exc)
+        prediction = serve_predict(
+            self.pipeline, "grpc", request.url, context.time_remaining(), options, alive=context.is_active
+        )
+        return response_from(prediction, self.pipeline.ready_detector(), options)
 
     def GetModel(self, request: detection_pb2.GetModelRequest, context: grpc.ServicerContext):  # noqa: N802
-        try:
-            return model_info(self.pipeline.ready_detector())
-        except DetectorError as exc:
-            _abort(context, exc)
+        return model_info(self.pipeline.ready_detector())

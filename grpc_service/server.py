@@ -11,7 +11,6 @@ prometheus_client at its multiprocess directory before this module loads.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from concurrent import futures
@@ -20,14 +19,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from model.config import Settings
+from model.config import ServerSettings, Settings
 from model.detector import Detector
-from model.errors import DetectorError
 from model.metrics import GRPC_INFERENCE_COUNT
 from model.pipeline import Pipeline
 from model.serving import configure_logging, serve_predict, start_pipeline
 from grpc_service.detection_servicer import DetectorServicer
-from grpc_service.tolerant_handlers import add_servicer
+from grpc_service.handlers import add_servicer
 from proto import detection_pb2, inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("grpc_service")
@@ -45,18 +43,22 @@ class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
 
     def Predict(self, request: inference_pb2.InstanceDetectorInput, context: grpc.ServicerContext):  # noqa: N802
         GRPC_INFERENCE_COUNT.inc()
-        try:
-            prediction = serve_predict(self.pipeline, "grpc", request.url, context.time_remaining())
-        except DetectorError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.grpc_status), f"{exc.code}: {exc.message}")
+        prediction = serve_predict(
+            self.pipeline, "grpc", request.url, context.time_remaining(), alive=context.is_active
+        )
         return inference_pb2.InstanceDetectorOutput(objects=prediction.labels)
 
 
 def build_server(
     pipeline: Pipeline, health_servicer: health.HealthServicer, address: str, max_workers: int
 ) -> grpc.Server:
+    """Predictions may hold only ``max_in_flight`` of the ``max_workers`` threads (model.admission), so
+    health checks and GetModel always find one; RPCs beyond threads plus that many again wait in no
+    queue: grpcio refuses them with RESOURCE_EXHAUSTED before any thread is spent.
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        maximum_concurrent_rpcs=max_workers + pipeline.settings.max_in_flight,
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -76,7 +78,8 @@ def build_server(
 def main() -> None:
     configure_logging()
     settings = Settings.from_env()
-    address = f"{os.environ.get('DETECTOR_GRPC_HOST', '0.0.0.0')}:{os.environ.get('DETECTOR_GRPC_PORT', '9090')}"
+    server_settings = ServerSettings.from_env()
+    address = f"{server_settings.grpc_host}:{server_settings.grpc_port}"
     health_servicer = health.HealthServicer()
     for name in (SERVICE_NAME, DETECTION_SERVICE_NAME, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -86,7 +89,7 @@ def main() -> None:
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     pipeline = start_pipeline(settings, on_ready)
-    server = build_server(pipeline, health_servicer, address, int(os.environ.get("DETECTOR_GRPC_THREADS", "4")))
+    server = build_server(pipeline, health_servicer, address, server_settings.grpc_threads)
     server.start()
     log.info("gRPC server listening on %s", address)
     stop = threading.Event()

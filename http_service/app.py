@@ -2,30 +2,29 @@
 
 The success body of ``POST /predict`` is exactly ``{"objects": [...]}``; every
 failure is ``{"error": {"code", "message"}}`` with the status its error type
-carries. Flask's own errors (404, 405, 413, ...) get the same JSON shape.
+carries, written and counted by :mod:`http_service.errors` (Flask's own
+errors and the front's refusals too).
 The ``/v1`` API lives in :mod:`http_service.detect_api`, the browser page in
 ``static/``, the OpenAPI document in :mod:`http_service.openapi`.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
 
+from http_service.caller import caller_alive
 from http_service.detect_api import detect_blueprint
+from http_service.errors import edge_blueprint, register_error_handlers
 from http_service.openapi import openapi_document
 from http_service.params import JSON_BODY_BYTES, read_json, url_field
-from http_service.responses import detector_error_response, error_response
+from http_service.responses import error_response
 from model.config import Settings
-from model.errors import DetectorError, InvalidRequest
+from model.errors import InvalidRequest
 from model.metrics import HTTP_INFERENCE_COUNT, render
 from model.pipeline import Pipeline
-from model.serving import configure_logging, record_error, serve_predict, start_pipeline
-
-log = logging.getLogger(__name__)
+from model.serving import configure_logging, serve_predict, start_pipeline
 
 def _read_url() -> str:
     """The ``url`` field of a JSON object body, or InvalidRequest saying what is wrong."""
@@ -42,21 +41,16 @@ def create_app(pipeline: Pipeline) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    register_error_handlers(app)
+
     @app.post("/predict")
     def predict() -> Any:
         HTTP_INFERENCE_COUNT.inc()
-        url = ""
-        try:
-            url = _read_url()
-            prediction = serve_predict(pipeline, "http", url)
-        except InvalidRequest as exc:
-            record_error("http", exc.code, url, exc.message)
-            return detector_error_response(exc)
-        except DetectorError as exc:
-            return detector_error_response(exc)
+        prediction = serve_predict(pipeline, "http", _read_url(), alive=caller_alive())
         return jsonify({"objects": prediction.labels})
 
     app.register_blueprint(detect_blueprint(pipeline))
+    app.register_blueprint(edge_blueprint())
     document = openapi_document(pipeline.settings)
 
     @app.get("/")
@@ -78,28 +72,23 @@ def create_app(pipeline: Pipeline) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Any:
+        # A probe's answer, not a failed request: not counted as an error.
         if pipeline.ready:
             return jsonify({"status": "ready"})
         return error_response(503, "model_not_ready", pipeline.not_ready_reason)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        if exc.code == 413:
-            limit = request.max_content_length or JSON_BODY_BYTES
-            record_error("http", "request_too_large", "", "request body too large")
-            return error_response(413, "request_too_large", f"this request's body is limited to {limit} bytes")
-        return error_response(exc.code or 500, code, exc.description or code)
-
-    @app.errorhandler(Exception)
-    def crash(exc: Exception) -> Any:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal server error")
 
     return app
 
 
 def create_default_app() -> Flask:
-    """The gunicorn entry point (``http_service.app:create_default_app()``)."""
+    """The gunicorn entry point (``http_service.app:create_default_app()``).
+
+    gunicorn loads the app before a worker takes its first connection, so
+    waiting here for the warm model means a new worker (at start, after a
+    crash, or in a graceful reload) never answers ``model_not_ready``:
+    requests wait in the socket's backlog, or are served by the old workers.
+    """
     configure_logging()
-    return create_app(start_pipeline(Settings.from_env()))
+    pipeline = start_pipeline(Settings.from_env())
+    pipeline.wait_loaded()
+    return create_app(pipeline)

@@ -12,11 +12,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from http_service.caller import caller_alive
 from model.annotate import annotated_png
-from model.errors import DetectorError, InvalidRequest
+from model.errors import CallerGone, DetectorError, InvalidRequest
 from model.options import DetectOptions, known_classes
 from model.pipeline import Pipeline, Prediction
-from model.serving import serve_predict, serve_upload
+from model.serving import record_error, serve_predict, serve_upload
 from http_service.params import (
     BATCH_BODY_BYTES,
     OPTION_FIELDS,
@@ -26,7 +27,7 @@ from http_service.params import (
     options_from_fields,
     options_from_json,
 )
-from http_service.responses import detector_error_response, error_body, model_json, prediction_json
+from http_service.responses import error_body, model_json, prediction_json
 
 BATCH_FETCH_THREADS = 4
 
@@ -38,51 +39,48 @@ def detect_blueprint(pipeline: Pipeline) -> Blueprint:
 
     def run(source: ImageSource, options: DetectOptions) -> Prediction:
         if source.url is not None:
-            return serve_predict(pipeline, "http", source.url, options=options)
+            return serve_predict(pipeline, "http", source.url, options=options, alive=caller_alive())
         assert source.data is not None
-        return serve_upload(pipeline, "http", source.data, options)
+        return serve_upload(pipeline, "http", source.data, options, alive=caller_alive())
 
     def as_json(prediction: Prediction, options: DetectOptions) -> dict[str, Any]:
         return prediction_json(prediction, pipeline.ready_detector(), options.threshold)
 
     @api.get("/v1/model")
     def model() -> Any:
-        try:
-            detector = pipeline.ready_detector()
-        except DetectorError as exc:
-            return detector_error_response(exc)
+        detector = pipeline.ready_detector()
         return jsonify({**model_json(detector), "input_size": detector.card.input_size,
                         "classes": known_classes(detector.card)})
 
     @api.post("/v1/detect")
     def detect() -> Any:
-        try:
-            source, options = image_request(request, max_image_bytes)
-            return jsonify(as_json(run(source, options), options))
-        except DetectorError as exc:
-            return detector_error_response(exc)
+        source, options = image_request(request, max_image_bytes)
+        return jsonify(as_json(run(source, options), options))
 
     @api.post("/v1/detect:batch")
     def detect_batch() -> Any:
-        try:
-            request.max_content_length = BATCH_BODY_BYTES
-            body = json_object(request, ("urls", *OPTION_FIELDS))
-            urls = body.get("urls")
-            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-                raise InvalidRequest('field "urls" is required and must be a list of strings')
-            if not 1 <= len(urls) <= max_batch:
-                raise InvalidRequest(f'"urls" must hold 1 to {max_batch} URLs, got {len(urls)}')
-            options = options_from_json(body).checked(pipeline.card)
-        except DetectorError as exc:
-            return detector_error_response(exc)
+        request.max_content_length = BATCH_BODY_BYTES
+        body = json_object(request, ("urls", *OPTION_FIELDS))
+        urls = body.get("urls")
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise InvalidRequest('field "urls" is required and must be a list of strings', field="urls")
+        if not 1 <= len(urls) <= max_batch:
+            raise InvalidRequest(f'"urls" must hold 1 to {max_batch} URLs, got {len(urls)}', field="urls")
+        options = options_from_json(body).checked(pipeline.card)
+        alive = caller_alive()
 
         def one(url: str) -> dict[str, Any]:
+            """One item; the batch holds one admission slot for all, and stops when its caller goes."""
             try:
-                return {"url": url, **as_json(serve_predict(pipeline, "http", url, options=options), options)}
+                if not alive():
+                    raise CallerGone("the caller went away before this item was fetched")
+                prediction = serve_predict(pipeline, "http", url, options=options, alive=alive, admit=False)
+                return {"url": url, **as_json(prediction, options)}
             except DetectorError as exc:
+                record_error("http", exc)
                 return {"url": url, **error_body(exc.code, exc.message, exc.choices)}
 
-        with ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(urls))) as pool:
+        with pipeline.admission.slot(), ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(urls))) as pool:
             results = list(pool.map(one, urls))
         return jsonify({"results": results})
 
@@ -91,20 +89,14 @@ def detect_blueprint(pipeline: Pipeline) -> Blueprint:
 
     @api.get("/v1/detect/annotated")
     def annotated_get() -> Any:
-        try:
-            url = request.args.get("url")
-            if not url:
-                raise InvalidRequest('query parameter "url" is required')
-            options = options_from_fields(request.args, extra=("url",))
-            return png(run(ImageSource(url=url), options))
-        except DetectorError as exc:
-            return detector_error_response(exc)
+        url = request.args.get("url")
+        if not url:
+            raise InvalidRequest('query parameter "url" is required', field="url")
+        options = options_from_fields(request.args, extra=("url",))
+        return png(run(ImageSource(url=url), options))
 
     @api.post("/v1/detect/annotated")
     def annotated_post() -> Any:
-        try:
-            return png(run(*image_request(request, max_image_bytes)))
-        except DetectorError as exc:
-            return detector_error_response(exc)
+        return png(run(*image_request(request, max_image_bytes)))
 
     return api

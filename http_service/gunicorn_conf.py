@@ -2,11 +2,11 @@
 
 Runs in the gunicorn master before any worker exists, which is why the
 Prometheus multiprocess directory is chosen here: workers inherit it.
-Every knob is an environment variable so supervisord, Docker and the tests
-configure the same file.
+Every knob comes from ``model.config.ServerSettings`` (environment variables),
+so supervisord, Docker and the tests configure the same file. gunicorn listens
+on a Unix socket that only the buffering front (``http_service.front``, nginx
+on the public port) reaches: slow clients never hold a gunicorn thread.
 """
-
-import os
 
 # Imported in the master on purpose: torch and torchvision allocate ~400 MB at import
 # (this is the CUDA build's cost; the CPU wheels' is smaller), which forked workers then
@@ -15,7 +15,10 @@ import os
 import torch  # noqa: F401
 import torchvision  # noqa: F401
 
+from model.config import ServerSettings
 from model.metrics_dir import prepare_dir
+
+SERVER = ServerSettings.from_env()
 
 prepare_dir("http", wipe=False)
 
@@ -24,16 +27,17 @@ from http_service import gunicorn_errors  # noqa: E402
 
 gunicorn_errors.install()
 
-bind = f"{os.environ.get('DETECTOR_HTTP_HOST', '0.0.0.0')}:{os.environ.get('DETECTOR_HTTP_PORT', '8080')}"
+bind = f"unix:{SERVER.http_socket}"
 # One worker by default: each worker holds a model and an OpenMP team as wide as the machine;
 # two teams on two cores starve each other (HTTP at c=4: 15 req/s with 2 workers, 22 with 1;
 # docs/performance.md, "Processes"). Raise it on machines with cores to spare for a second team.
-workers = int(os.environ.get("DETECTOR_HTTP_WORKERS", "1"))
+workers = SERVER.http_workers
 # Threads let a worker keep fetching and decoding images for queued requests while one
-# request's inference runs on the model thread.
+# request's inference runs on the model thread. Predictions may hold at most
+# DETECTOR_MAX_IN_FLIGHT of them (model.admission); the rest stay free for health checks and metrics.
 worker_class = "gthread"
-threads = int(os.environ.get("DETECTOR_HTTP_THREADS", "8"))
-timeout = int(os.environ.get("DETECTOR_HTTP_TIMEOUT", "120"))
+threads = SERVER.http_threads
+timeout = SERVER.http_timeout
 graceful_timeout = 30
 wsgi_app = "http_service.app:create_default_app()"
 accesslog = "-"
@@ -42,7 +46,7 @@ errorlog = "-"
 # (say `make run` and the tests) would fight over it; supervisorctl is the
 # control surface here.
 control_socket_disable = True
-access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
+access_log_format = '%(t)s %({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
 
 
 

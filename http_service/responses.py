@@ -7,7 +7,6 @@ from typing import Any
 from flask import Response, jsonify
 
 from model.detector import Detector
-from model.errors import DetectorError
 from model.pipeline import Prediction
 
 
@@ -20,10 +19,6 @@ def error_body(code: str, message: str, choices: list[str] | None = None) -> dic
 
 def error_response(status: int, code: str, message: str, choices: list[str] | None = None) -> tuple[Response, int]:
     return jsonify(error_body(code, message, choices)), status
-
-
-def detector_error_response(exc: DetectorError) -> tuple[Response, int]:
-    return error_response(exc.http_status, exc.code, exc.message, exc.choices)
 
 
 def model_json(detector: Detector) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Draw a prediction onto its image: tinted masks, boxes, and "label score" tags.
 
-Drawn on the upright original, shrunk to at most ``MAX_SIDE`` so an annotated
+Drawn on the upright original, shrunk to at most ``model.images.PREVIEW_MAX_SIDE`` so an annotated
 PNG stays a few megabytes however large the original was.
 """
 
@@ -12,10 +12,8 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from model.images import limit_side
 from model.pipeline import Prediction
 
-MAX_SIDE = 1600
 
 _PALETTE = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -40,7 +38,7 @@ def _tint(image: Image.Image, prediction: Prediction) -> Image.Image:
 
 
 def annotate(prediction: Prediction) -> Image.Image:
-    image = _tint(limit_side(prediction.original, MAX_SIDE), prediction)
+    image = _tint(prediction.original, prediction)
     draw = ImageDraw.Draw(image)
     side = max(image.size)
     line = max(2, side // 320)

@@ -85,6 +85,48 @@ class FetchPolicy:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """Where and how wide the processes listen; read by gunicorn's config, the front and the gRPC server.
+
+    ``http_port`` is the public port, held by the buffering front (nginx);
+    gunicorn listens on a Unix socket in ``run_dir`` that only the front reaches.
+    """
+
+    run_dir: Path = REPO_ROOT / "run"
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    http_workers: int = 1
+    http_threads: int = 12
+    http_timeout: int = 120
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 9090
+    grpc_threads: int = 10
+
+    @property
+    def http_socket(self) -> Path:
+        return self.run_dir / "http.sock"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.run_dir / "metrics"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "ServerSettings":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            run_dir=Path(env.get("DETECTOR_RUN_DIR") or REPO_ROOT / "run"),
+            http_host=env.get("DETECTOR_HTTP_HOST", "").strip() or "0.0.0.0",
+            http_port=_env_int(env, "DETECTOR_HTTP_PORT", 8080),
+            http_workers=_env_int(env, "DETECTOR_HTTP_WORKERS", 1),
+            http_threads=_env_int(env, "DETECTOR_HTTP_THREADS", 12),
+            http_timeout=_env_int(env, "DETECTOR_HTTP_TIMEOUT", 120),
+            grpc_host=env.get("DETECTOR_GRPC_HOST", "").strip() or "0.0.0.0",
+            grpc_port=_env_int(env, "DETECTOR_GRPC_PORT", 9090),
+            grpc_threads=_env_int(env, "DETECTOR_GRPC_THREADS", 10),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     model_dir: Path = DEFAULT_MODEL_DIR
     score_threshold: float | None = None
@@ -92,6 +134,10 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_side: int | None = None
     max_batch: int = 16
+    # Predictions one process holds at once (fetching, decoding or at the model); more are refused.
+    max_in_flight: int = 8
+    # Bytes (MiB) that decoding may hold at once in one process (model.decode_budget).
+    decode_memory_mb: int = 1024
     # auto (what the export verified, where the CPU runs bf16 fast), fp32 or bf16: model.precision.
     precision: str = "auto"
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
@@ -107,6 +153,8 @@ class Settings:
             max_image_pixels=_env_int(env, "DETECTOR_MAX_IMAGE_PIXELS", 50_000_000),
             max_side=int(env["DETECTOR_MAX_SIDE"]) if env.get("DETECTOR_MAX_SIDE", "").strip() else None,
             max_batch=_env_int(env, "DETECTOR_MAX_BATCH", 16),
+            max_in_flight=_env_int(env, "DETECTOR_MAX_IN_FLIGHT", 8),
+            decode_memory_mb=_env_int(env, "DETECTOR_DECODE_MEMORY_MB", 1024),
             precision=_env_choice(env, "DETECTOR_PRECISION", PRECISIONS, "auto"),
             fetch=FetchPolicy(
                 connect_timeout=float(_env_float(env, "DETECTOR_CONNECT_TIMEOUT", 3.0)),

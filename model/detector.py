@@ -22,7 +22,7 @@ import torchvision  # noqa: F401  (registers the nms/roi_align ops Mask R-CNN's 
 from model import precision as numerics
 from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.coco import PLACEHOLDERS
-from model.inference_thread import InferenceThread
+from model.inference_thread import Alive, InferenceThread
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,17 @@ class Detector:
             return self._module.detect_masks(image, min_score)
 
     def detect(
-        self, image: torch.Tensor, threshold: float | None = None, with_masks: bool = False
+        self,
+        image: torch.Tensor,
+        threshold: float | None = None,
+        with_masks: bool = False,
+        alive: Alive | None = None,
     ) -> list[Detection]:
-        """Detections at or above the threshold, highest score first, placeholders dropped."""
-        return self._thread.call(self._detect, image, threshold, with_masks)
+        """Detections at or above the threshold, highest score first, placeholders dropped.
+
+        ``alive``: skip the work if the caller has gone by the time the model is free.
+        """
+        return self._thread.call(self._detect, image, threshold, with_masks, alive=alive)
 
     def _detect(self, image: torch.Tensor, threshold: float | None, with_masks: bool) -> list[Detection]:
         threshold = self.score_threshold if threshold is None else threshold

@@ -12,17 +12,24 @@ class DetectorError(Exception):
     """Base of every error the caller is allowed to see; the message is safe to return.
 
     ``choices`` lists the accepted values when the caller picked one that is
-    not among them, so a client can correct itself without reading the docs.
+    not among them, so a client can correct itself without reading the docs;
+    ``field`` names the request field at fault, where there is one. ``host``
+    is the image URL's host, set by the serving core for the log line.
+    ``retry_after`` (seconds) is set where retrying later is the right move.
     """
 
     code = "internal"
     http_status = 500
     grpc_status = "INTERNAL"
+    retry_after: int | None = None
+    default_field: str | None = None
 
-    def __init__(self, message: str, choices: list[str] | None = None):
+    def __init__(self, message: str, choices: list[str] | None = None, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.choices = choices
+        self.field = field if field is not None else self.default_field
+        self.host = "-"
 
 
 class InvalidRequest(DetectorError):
@@ -33,12 +40,14 @@ class InvalidRequest(DetectorError):
 
 class InvalidURL(DetectorError):
     code = "invalid_url"
+    default_field = "url"
     http_status = 400
     grpc_status = "INVALID_ARGUMENT"
 
 
 class AddressNotAllowed(DetectorError):
     code = "address_not_allowed"
+    default_field = "url"
     http_status = 403
     grpc_status = "PERMISSION_DENIED"
 
@@ -89,3 +98,24 @@ class ModelNotReady(DetectorError):
     code = "model_not_ready"
     http_status = 503
     grpc_status = "UNAVAILABLE"
+
+
+class Overloaded(DetectorError):
+    """This process already holds as many predictions as it admits; the caller should retry soon."""
+
+    code = "overloaded"
+    http_status = 503
+    grpc_status = "RESOURCE_EXHAUSTED"
+    retry_after = 1
+
+
+class CallerGone(DetectorError):
+    """The caller cancelled, disconnected or ran out of its deadline before the model ran.
+
+    Nobody reads this answer; it exists so the work stops and the log and metrics say why.
+    HTTP 499 is nginx's "client closed request".
+    """
+
+    code = "cancelled"
+    http_status = 499
+    grpc_status = "CANCELLED"

@@ -20,17 +20,30 @@ from model.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _ORIENTATION = 0x0112
+# The answers' annotated pictures are drawn on a copy no larger than this.
+PREVIEW_MAX_SIDE = 1600
+# Peak bytes per pixel while a picture of each mode is decoded and turned into 8-bit RGB:
+# the decoded pixels plus the conversion's copies (measured: a 7000x7000 16-bit PNG peaks
+# at 8.6-9.4 bytes per pixel). Unknown modes get the largest figure.
+_DECODE_BYTES_PER_PIXEL = {
+    "RGB": 3, "1": 4, "L": 4, "P": 4, "CMYK": 7, "YCbCr": 6, "LAB": 6, "HSV": 6,
+    "LA": 15, "PA": 15, "RGBA": 15, "RGBa": 15, "La": 15,
+    "I;16": 10, "I;16B": 10, "I;16L": 10, "I;16N": 10, "I": 17, "F": 13,
+}
+_UNKNOWN_MODE_BYTES_PER_PIXEL = max(_DECODE_BYTES_PER_PIXEL.values())
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any mode to 8-bit RGB without clipping wide formats or blackening transparency."""
     # Wide formats are scaled in integers or in place: a float64 copy of a 49 MP picture is 392 MB.
     if image.mode in _SIXTEEN_BIT_MODES:
-        pixels = np.asarray(image)
+        pixels = np.array(image)
+        if image.mode == "I":
+            np.clip(pixels, 0, 65535 if pixels.max() > 255 else 255, out=pixels)
         if image.mode != "I" or pixels.max() > 255:
-            gray = (np.clip(pixels, 0, 65535) >> 8).astype(np.uint8)
-        else:
-            gray = np.clip(pixels, 0, 255).astype(np.uint8)
+            pixels >>= 8
+        gray = pixels.astype(np.uint8)
+        del pixels
         return Image.fromarray(gray, mode="L").convert("RGB")
     if image.mode == "F":
         pixels = np.array(image, dtype=np.float32)
@@ -85,7 +98,15 @@ def _upright_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
 
 
-def _finish(image: Image.Image) -> Image.Image:
+def decode_cost(image: Image.Image) -> int:
+    """Peak bytes that decoding ``image`` (as opened, after any draft) and converting it to RGB take."""
+    per_pixel = _DECODE_BYTES_PER_PIXEL.get(image.mode, _UNKNOWN_MODE_BYTES_PER_PIXEL)
+    if image.mode == "P" and "transparency" in image.info:
+        per_pixel = _DECODE_BYTES_PER_PIXEL["RGBA"]
+    return image.width * image.height * per_pixel
+
+
+def finish(image: Image.Image) -> Image.Image:
     """Decode the first frame (Image.open stands there; frames are never counted), upright, 8-bit RGB."""
     try:
         image.load()
@@ -98,19 +119,26 @@ def _finish(image: Image.Image) -> Image.Image:
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode the first frame of ``data`` into an upright RGB image at full size, or raise a typed error."""
-    return _finish(_open(data, max_pixels))
+    return finish(_open(data, max_pixels))
 
 
-def decode_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, tuple[int, int]]:
-    """As :func:`decode_image`, but a JPEG may decode smaller (longest side still >= ``max_side``).
+def open_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, tuple[int, int]]:
+    """Read the header and plan the decode: a JPEG may decode smaller (longest side still >= ``max_side``).
 
-    Returns the picture and the upright size of the image as stored, which
-    answers' coordinates refer to.
+    Nothing is decoded yet, so :func:`decode_cost` can be budgeted before
+    :func:`finish` spends it. Returns the opened picture and the upright size
+    of the image as stored, which answers' coordinates refer to.
     """
     image = _open(data, max_pixels)
     size = _upright_size(image)
     _draft_near(image, max_side)
-    return _finish(image), size
+    return image, size
+
+
+def decode_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`open_near` then :func:`finish`, unbudgeted (offline tools and tests)."""
+    image, size = open_near(data, max_pixels, max_side)
+    return finish(image), size
 
 
 def limit_side(image: Image.Image, max_side: int) -> Image.Image:

@@ -7,7 +7,9 @@ spinning between parallel regions: YOLOv5s's bf16 body took 45 ms instead of
 25 ms, with the two cores half idle (docs/performance.md, "One model thread").
 Loading, conversion, warm-up and every forward pass therefore run here;
 request threads hand over work and wait. Work runs one item at a time in
-arrival order, which is also what serialises inference.
+arrival order, which is also what serialises inference. A request whose
+caller has gone (disconnected, cancelled, out of deadline) while it waited is
+dropped when its turn comes instead of costing a forward pass.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
+from model.errors import CallerGone
+
 T = TypeVar("T")
+# Answers whether the caller still waits for the result.
+Alive = Callable[[], bool]
 
 
 class InferenceThread:
@@ -23,6 +29,16 @@ class InferenceThread:
         # The thread starts on the first call, so a module-level instance survives gunicorn's fork.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
-    def call(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn(*args)`` on the model thread and return (or raise) what it did."""
-        return self._executor.submit(fn, *args).result()
+    def call(self, fn: Callable[..., T], *args: object, alive: Alive | None = None) -> T:
+        """Run ``fn(*args)`` on the model thread and return (or raise) what it did.
+
+        ``alive`` is asked when the work's turn comes; if the caller has gone, the
+        work is skipped and CallerGone raised instead.
+        """
+
+        def run() -> T:
+            if alive is not None and not alive():
+                raise CallerGone("the caller went away before the model ran")
+            return fn(*args)
+
+        return self._executor.submit(run).result()

@@ -31,7 +31,10 @@ STAGE_SECONDS = Histogram(
     "app_stage_duration_seconds", "Time per pipeline stage (fetch, decode, inference).",
     ["transport", "stage"], buckets=_LATENCY_BUCKETS,
 )
-ERRORS = Counter("app_request_errors", "Failed predict requests by error code.", ["transport", "code"])
+ERRORS = Counter(
+    "app_request_errors", "Failed requests by error code: every route, both transports, the front's refusals.",
+    ["transport", "code"],
+)
 IN_FLIGHT = Gauge(
     "app_requests_in_flight", "Predict requests being served.", ["transport"], multiprocess_mode="livesum"
 )

@@ -5,7 +5,7 @@ mode, so this module (which does not import it) must run first in every
 serving process: gunicorn's config file and the gRPC entry point call
 :func:`prepare_dir` before anything imports :mod:`model.metrics`.
 
-Each transport gets its own directory under ``DETECTOR_METRICS_DIR`` and wipes
+Each transport gets its own directory under ``<DETECTOR_RUN_DIR>/metrics`` and wipes
 only that one at start: a restarted program never double-counts the files it
 left behind, and never deletes the other program's live files.
 """
@@ -16,13 +16,13 @@ import os
 import shutil
 from pathlib import Path
 
-from model.config import REPO_ROOT
+from model.config import ServerSettings
 
 TRANSPORTS = ("http", "grpc")
 
 
 def metrics_root() -> Path:
-    return Path(os.environ.get("DETECTOR_METRICS_DIR") or REPO_ROOT / "run" / "metrics")
+    return ServerSettings.from_env().metrics_dir
 
 
 def prepare_dir(transport: str, wipe: bool) -> Path:

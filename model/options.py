@@ -34,10 +34,11 @@ class DetectOptions:
     def checked(self, card: ModelCard) -> "DetectOptions":
         """This object if the served model can honour it, else InvalidRequest naming the valid choices."""
         if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
-            raise InvalidRequest(f'"threshold" must be a number from 0 to 1, got {self.threshold}')
+            raise InvalidRequest(f'"threshold" must be a number from 0 to 1, got {self.threshold}', field="threshold")
         if not 1 <= self.max_detections <= MAX_DETECTIONS:
             raise InvalidRequest(
-                f'"max_detections" must be an integer from 1 to {MAX_DETECTIONS}, got {self.max_detections}'
+                f'"max_detections" must be an integer from 1 to {MAX_DETECTIONS}, got {self.max_detections}',
+                field="max_detections",
             )
         if self.classes is not None:
             valid = known_classes(card)
@@ -47,13 +48,15 @@ class DetectOptions:
                     f'unknown class name(s) in "classes": {", ".join(map(repr, unknown))}; '
                     f"valid names are the model's {len(valid)} COCO categories (see \"choices\")",
                     choices=valid,
+                    field="classes",
                 )
             if not self.classes:
-                raise InvalidRequest('"classes" must name at least one class (omit it for all classes)')
+                raise InvalidRequest('"classes" must name at least one class (omit it for all classes)', field="classes")
         if self.masks and not card.masks:
             raise InvalidRequest(
                 f'"masks" needs a model with a mask branch (Mask R-CNN); this service runs {card.name}, '
-                "which predicts boxes only"
+                "which predicts boxes only",
+                field="masks",
             )
         return self
 

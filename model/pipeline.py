@@ -16,12 +16,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model.admission import Admission
 from model.card import ModelCard
 from model.config import Settings
 from model.detector import Detection, Detector
 from model.errors import ModelNotReady
 from model.fetch import Fetcher
-from model.images import decode_near, limit_side, to_tensor
+from model.decode_budget import MIB, DecodeBudget
+from model.images import PREVIEW_MAX_SIDE, decode_cost, finish, limit_side, open_near, to_tensor
+from model.inference_thread import Alive
+from model.memory import release_freed_memory
 from model.options import DetectOptions
 from model.rle import encode
 
@@ -34,8 +38,9 @@ DEFAULT_OPTIONS = DetectOptions()
 class Prediction:
     """Detections on ``image``, the (possibly shrunk) picture the model saw.
 
-    ``original`` is the upright decoded picture (a JPEG may have been
-    decoded below its stored size) and ``original_size`` the upright size of
+    ``original`` is the upright decoded picture, shrunk to at most
+    ``PREVIEW_MAX_SIDE`` (the full-size decode is freed as soon as the model's
+    copy exists), and ``original_size`` the upright size of
     the image as stored; ``box_at`` and ``mask_at`` map a detection onto a
     picture of any size (the stored size for JSON answers, a bounded copy for
     annotated PNGs).
@@ -89,8 +94,11 @@ class Pipeline:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.fetcher = Fetcher(settings.fetch)
+        self.admission = Admission(settings.max_in_flight)
+        self.decode_budget = DecodeBudget(settings.decode_memory_mb * MIB)
         self.detector: Detector | None = None
         self.load_error: str | None = None
+        self._settled = threading.Event()
 
     def load(self) -> None:
         """Load the model and run one warm-up inference: readiness means the first call is fast."""
@@ -121,10 +129,16 @@ class Pipeline:
                 log.exception("model failed to load from %s", self.settings.model_dir)
                 if on_failure is not None:
                     on_failure(self.load_error)
+            finally:
+                self._settled.set()
 
         thread = threading.Thread(target=_load, name="model-loader", daemon=True)
         thread.start()
         return thread
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until loading has ended (warm, or failed); True if it ended within ``timeout``."""
+        return self._settled.wait(timeout)
 
     @property
     def not_ready_reason(self) -> str:
@@ -152,29 +166,49 @@ class Pipeline:
         return self.ready_detector().card
 
     def predict_url(
-        self, url: str, timeout: float | None = None, options: DetectOptions = DEFAULT_OPTIONS
+        self,
+        url: str,
+        timeout: float | None = None,
+        options: DetectOptions = DEFAULT_OPTIONS,
+        alive: Alive | None = None,
     ) -> Prediction:
-        """Options are checked before fetching, so a bad request never costs a download."""
+        """Options are checked before fetching, so a bad request never costs a download.
+
+        ``alive`` is asked before the model runs (see :class:`InferenceThread`).
+        """
         detector = self.ready_detector()
         options.checked(detector.card)
         started = time.perf_counter()
         data = self.fetcher.fetch(url, timeout).data
-        return self._predict(detector, data, options, {"fetch": time.perf_counter() - started})
+        return self._predict(detector, data, options, {"fetch": time.perf_counter() - started}, alive)
 
-    def predict_bytes(self, data: bytes, options: DetectOptions = DEFAULT_OPTIONS) -> Prediction:
+    def predict_bytes(
+        self, data: bytes, options: DetectOptions = DEFAULT_OPTIONS, alive: Alive | None = None
+    ) -> Prediction:
         detector = self.ready_detector()
-        return self._predict(detector, data, options.checked(detector.card), {})
+        return self._predict(detector, data, options.checked(detector.card), {}, alive)
 
     def _predict(
-        self, detector: Detector, data: bytes, options: DetectOptions, timings: dict[str, float]
+        self,
+        detector: Detector,
+        data: bytes,
+        options: DetectOptions,
+        timings: dict[str, float],
+        alive: Alive | None,
     ) -> Prediction:
         started = time.perf_counter()
         max_side = self._max_side(detector)
-        upright, stored_size = decode_near(data, self.settings.max_image_pixels, max_side)
-        image = limit_side(upright, max_side)
+        opened, stored_size = open_near(data, self.settings.max_image_pixels, max_side)
+        cost = decode_cost(opened)
+        with self.decode_budget.reserve(cost, self.settings.fetch.deadline):
+            upright = finish(opened)
+            image = limit_side(upright, max_side)
+            preview = limit_side(upright, PREVIEW_MAX_SIDE)
+            del opened, upright
+            release_freed_memory(cost)
         tensor = to_tensor(image)
         decoded_at = time.perf_counter()
-        detections = options.select(detector.detect(tensor, options.threshold, options.masks))
+        detections = options.select(detector.detect(tensor, options.threshold, options.masks, alive))
         done = time.perf_counter()
         timings = {**timings, "decode": decoded_at - started, "inference": done - decoded_at}
-        return Prediction(detections, image, upright, stored_size, timings)
+        return Prediction(detections, image, preview, stored_size, timings)

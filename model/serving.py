@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import nullcontext
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from model.config import Settings
 from model.detector import Detector
 from model.metrics import ERRORS, IN_FLIGHT, MODEL_INFO, MODEL_PROCESSES_READY, REQUEST_SECONDS, STAGE_SECONDS
 from model.options import DetectOptions
+from model.inference_thread import Alive
 from model.pipeline import DEFAULT_OPTIONS, Pipeline, Prediction
 
 log = logging.getLogger(__name__)
@@ -36,31 +38,41 @@ def _host_of(url: str) -> str:
         return "-"
 
 
-def record_error(transport: str, code: str, url: str, message: str) -> None:
-    """Count and log a failed request once, naming only the URL's host (URLs may carry secrets)."""
-    ERRORS.labels(transport, code).inc()
-    log.warning("predict failed transport=%s host=%s code=%s: %s", transport, _host_of(url), code, message)
+def record_error(transport: str, error: DetectorError) -> None:
+    """Count and log a failed request once, naming only the URL's host (URLs may carry secrets).
+
+    Called by each transport's one error mapping (a Flask error handler, the
+    gRPC handler wrapper), so no route can forget it.
+    """
+    ERRORS.labels(transport, error.code).inc()
+    log.warning("request failed transport=%s host=%s code=%s: %s", transport, error.host, error.code, error.message)
 
 
-def serve(transport: str, source: str, work: Callable[[], Prediction]) -> Prediction:
+def serve(pipeline: Pipeline, transport: str, source: str, work: Callable[[], Prediction], admit: bool = True) -> Prediction:
     """Run one prediction with its metrics; raises only :class:`DetectorError`, never a raw exception.
 
-    ``source`` is the image URL (logged by host only) or a description of an upload.
+    ``source`` is the image URL (logged by host only) or a description of an
+    upload. ``admit`` takes one of the process's prediction slots first
+    (:mod:`model.admission`); a batch takes one for all its items.
     """
     started = time.perf_counter()
     in_flight = IN_FLIGHT.labels(transport)
-    in_flight.inc()
     try:
-        prediction = work()
+        with pipeline.admission.slot() if admit else nullcontext():
+            in_flight.inc()
+            try:
+                prediction = work()
+            finally:
+                in_flight.dec()
     except DetectorError as exc:
-        record_error(transport, exc.code, source, exc.message)
+        exc.host = _host_of(source)
         raise
     except Exception:
         log.exception("predict crashed transport=%s host=%s", transport, _host_of(source))
-        ERRORS.labels(transport, DetectorError.code).inc()
-        raise DetectorError("internal error while processing the image") from None
+        error = DetectorError("internal error while processing the image")
+        error.host = _host_of(source)
+        raise error from None
     finally:
-        in_flight.dec()
         REQUEST_SECONDS.labels(transport).observe(time.perf_counter() - started)
     for stage, seconds in prediction.timings.items():
         STAGE_SECONDS.labels(transport, stage).observe(seconds)
@@ -73,12 +85,17 @@ def serve_predict(
     url: str,
     timeout: float | None = None,
     options: DetectOptions = DEFAULT_OPTIONS,
+    alive: Alive | None = None,
+    admit: bool = True,
 ) -> Prediction:
-    return serve(transport, url, lambda: pipeline.predict_url(url, timeout, options))
+    """``alive`` says whether the caller still waits; the model is not run for one who left."""
+    return serve(pipeline, transport, url, lambda: pipeline.predict_url(url, timeout, options, alive), admit)
 
 
-def serve_upload(pipeline: Pipeline, transport: str, data: bytes, options: DetectOptions) -> Prediction:
-    return serve(transport, "upload", lambda: pipeline.predict_bytes(data, options))
+def serve_upload(
+    pipeline: Pipeline, transport: str, data: bytes, options: DetectOptions, alive: Alive | None = None
+) -> Prediction:
+    return serve(pipeline, transport, "upload", lambda: pipeline.predict_bytes(data, options, alive))
 
 
 # gunicorn's "worker failed to boot" code: its master stops too, so supervisord sees the failure.

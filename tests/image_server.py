@@ -7,6 +7,7 @@ redirecting to private addresses, truncated, decompression bombs, odd modes).
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import threading
@@ -38,6 +39,19 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@functools.cache
+def blank_png(mode: str, side: int = 7000) -> bytes:
+    """A small PNG of side x side blank pixels that is large decoded.
+
+    ``I;16``: 95 KB, 98 MB of 16-bit gray, ~440 MB at the peak of conversion;
+    ``RGBA``: 196 MB of pixels, ~735 MB at the peak of compositing onto white.
+    """
+    buffer = io.BytesIO()
+    shape, dtype = {"I;16": ((side, side), np.uint16), "RGBA": ((side, side, 4), np.uint8)}[mode]
+    Image.fromarray(np.zeros(shape, dtype=dtype)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def make_cases(photo: Path) -> dict[str, tuple[bytes, str]]:
@@ -174,6 +188,14 @@ class ImageServer:
                             self.wfile.flush()
                         except OSError:
                             return
+                elif name == "late-photo":
+                    # A well-behaved server that takes its time: the whole photo after 1.5 s.
+                    if not outer.stopping.wait(1.5):
+                        self._send(200, outer.cases["photo.jpg"][0], "image/jpeg")
+                elif name == "sixteen-bit-7000.png":
+                    self._send(200, blank_png("I;16"), "image/png")
+                elif name == "rgba-7000.png":
+                    self._send(200, blank_png("RGBA"), "image/png")
                 elif name == "slow-body":
                     body = outer.cases["photo.jpg"][0]
                     self.send_response(200)

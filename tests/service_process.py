@@ -16,6 +16,29 @@ from pathlib import Path
 import grpc
 
 
+def error_details(error: grpc.RpcError) -> dict:
+    """The structured details of a failed call: ErrorInfo's reason and metadata, BadRequest's fields, RetryInfo."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(error)
+    assert status is not None, "the status carries no google.rpc.Status details"
+    assert status.message == error.details()
+    found: dict = {"fields": {}}
+    for detail in status.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                if isinstance(message, error_details_pb2.ErrorInfo):
+                    found["reason"], found["metadata"] = message.reason, dict(message.metadata)
+                elif isinstance(message, error_details_pb2.BadRequest):
+                    found["fields"] = {v.field: v.description for v in message.field_violations}
+                else:
+                    found["retry_seconds"] = message.retry_delay.seconds
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -56,8 +79,13 @@ class ServiceProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout: float = 180.0) -> None:
+        """Launch and wait until ready; a start that fails stops whatever it started."""
         self.launch()
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def launch(self) -> None:
         """Start supervisord without waiting for the programs."""
@@ -114,6 +142,32 @@ class ServiceProcess:
             cwd=self.repo, env=self.env, capture_output=True, text=True, timeout=120,
         )
         return result.stdout + result.stderr
+
+    def wait_running(self, timeout: float = 60.0) -> str:
+        """supervisorctl's status once every program is RUNNING (past its startsecs)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.supervisorctl("status")
+            lines = status.strip().splitlines()
+            if lines and all(" RUNNING " in line for line in lines) or time.monotonic() > deadline:
+                return status
+            time.sleep(1.0)
+
+    def program_pid(self, program: str) -> int:
+        return int(self.supervisorctl("pid", program).strip())
+
+    def http_worker_pids(self) -> list[int]:
+        """The gunicorn workers: children of the ``http`` program's master."""
+        master = self.program_pid("http")
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master:
+                children.append(int(stat.parent.name))
+        return sorted(children)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

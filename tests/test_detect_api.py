@@ -11,6 +11,7 @@ from PIL import Image
 
 from model.coco import COCO_80
 from model.precision import cpu_flags, fast_bf16
+from tests.service_process import error_details
 
 DOG = "/images/darknet_dog.jpg"
 PERSON = "/images/darknet_person.jpg"
@@ -216,6 +217,7 @@ def test_grpc_detect_matches_http(service, image_server):
      ({"max_detections": 0}, "max_detections"), ({"masks": True}, "Mask R-CNN")],
 )
 def test_grpc_detect_refuses_bad_options(service, image_server, fields, fragment):
+    """The status names the field at fault (BadRequest), and an unknown class lists the valid ones."""
     from proto import detection_pb2
 
     channel, stub = _detector_stub(service)
@@ -223,6 +225,11 @@ def test_grpc_detect_refuses_bad_options(service, image_server, fields, fragment
         stub.Detect(detection_pb2.DetectRequest(url=image_server.url(DOG), **fields), timeout=30)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fragment in raised.value.details()
+    details = error_details(raised.value)
+    assert details["reason"] == "invalid_request"
+    assert list(details["fields"]) == [next(iter(fields))]
+    if "classes" in fields:
+        assert "person" in details["metadata"]["choices"].split(",")
 
 
 def test_grpc_detect_maps_fetch_errors_like_predict(service):

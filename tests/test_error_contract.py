@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from model.coco import COCO_80
-from tests.service_process import free_port
+from tests.service_process import error_details, free_port
 
 # (case id, URL template, HTTP status, error code, gRPC status). {base} is the local image server.
 URL_CASES = [
@@ -89,7 +89,11 @@ def test_grpc_error_contract(service, image_server, case, template, status, code
     with pytest.raises(grpc.RpcError) as raised:
         service.predict_grpc(_url(template, image_server))
     assert raised.value.code() == getattr(grpc.StatusCode, grpc_status)
-    assert raised.value.details().startswith(f"{code}: ")
+    details = error_details(raised.value)
+    assert details["reason"] == code
+    assert raised.value.details() and not raised.value.details().startswith(code)
+    if code in ("invalid_url", "address_not_allowed"):
+        assert set(details["fields"]) == {"url"}
     assert service.predict_grpc(image_server.url("/case/photo.jpg"))
 
 
@@ -227,7 +231,7 @@ def test_grpc_bytes_that_are_not_the_request_message_are_invalid_argument(servic
         with pytest.raises(grpc.RpcError) as raised:
             call(raw, timeout=10)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert raised.value.details().startswith("invalid_request: ") and "UTF-8" in raised.value.details()
+    assert error_details(raised.value)["reason"] == "invalid_request" and "UTF-8" in raised.value.details()
     assert service.predict_grpc(image_server.url("/case/photo.jpg"))
 
 
@@ -254,11 +258,13 @@ def _raw_http(service, request: bytes) -> tuple[int, str, dict]:
     with socket.create_connection(("127.0.0.1", service.http_port), timeout=10) as sock:
         sock.sendall(request)
         data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        while len(body) < int(headers["content-length"]):
+            body += sock.recv(65536)
     return int(lines[0].split()[1]), headers.get("content-type", ""), json.loads(body)
 
 
@@ -271,10 +277,19 @@ def _raw_http(service, request: bytes) -> tuple[int, str, dict]:
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request_too_large"),
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n",
          431, "request_too_large"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 400, "request_too_large"),
+        (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+         b"zz\r\n{}\r\n0\r\n\r\n", 400, "invalid_request"),
+        (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+         + b"".join(b"1000\r\n" + b" " * 4096 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n", 413, "request_too_large"),
+        (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "invalid_request"),
+        (b"GARBAGE\r\n\r\n", 400, "invalid_request"),
     ],
-    ids=["length-and-chunked", "negative-length", "uri-too-long", "too-many-headers"],
+    ids=["length-and-chunked", "negative-length", "uri-too-long", "too-many-headers", "header-too-large",
+         "malformed-chunk", "chunked-over-16k", "unknown-transfer-encoding", "not-http"],
 )
-def test_requests_gunicorn_refuses_get_the_json_error_shape(service, image_server, request_bytes, status, code):
+def test_requests_refused_before_the_app_get_the_json_error_shape(service, image_server, request_bytes, status, code):
+    """The front (nginx) and gunicorn refuse these themselves: the same JSON shape, and counted."""
     before = _http_errors(service, code)
     got_status, content_type, body = _raw_http(service, request_bytes)
     assert (got_status, content_type) == (status, "application/json")

@@ -106,9 +106,9 @@ def test_model_info_metric_names_the_served_model(service):
     assert {s.labels["model"] for s in info.samples} == {"yolov5s"}
 
 
-@pytest.mark.parametrize("program", ["http", "grpc"])
+@pytest.mark.parametrize("program", ["http", "grpc", "front"])
 def test_supervisorctl_restart_brings_the_program_back(service, image_server, program):
-    assert "RUNNING" in service.supervisorctl("status", program)
+    assert service.wait_running().count("RUNNING") == 3
     output = service.supervisorctl("restart", program)
     assert f"{program}: started" in output, output
     service.wait_ready(timeout=120)
@@ -116,5 +116,5 @@ def test_supervisorctl_restart_brings_the_program_back(service, image_server, pr
     status, body = service.predict_http(url)
     assert status == 200 and "giraffe" in body["objects"]
     assert service.predict_grpc(url) == body["objects"]
-    status_lines = service.supervisorctl("status")
-    assert status_lines.count("RUNNING") == 2, status_lines
+    status_lines = service.wait_running()
+    assert status_lines.count("RUNNING") == 3, status_lines
