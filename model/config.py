@@ -96,11 +96,11 @@ class ServerSettings:
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     http_workers: int = 1
-    http_threads: int = 12
+    http_threads: int = 24
     http_timeout: int = 120
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 9090
-    grpc_threads: int = 10
+    grpc_threads: int = 24
 
     @property
     def http_socket(self) -> Path:
@@ -118,11 +118,11 @@ class ServerSettings:
             http_host=env.get("DETECTOR_HTTP_HOST", "").strip() or "0.0.0.0",
             http_port=_env_int(env, "DETECTOR_HTTP_PORT", 8080),
             http_workers=_env_int(env, "DETECTOR_HTTP_WORKERS", 1),
-            http_threads=_env_int(env, "DETECTOR_HTTP_THREADS", 12),
+            http_threads=_env_int(env, "DETECTOR_HTTP_THREADS", 24),
             http_timeout=_env_int(env, "DETECTOR_HTTP_TIMEOUT", 120),
             grpc_host=env.get("DETECTOR_GRPC_HOST", "").strip() or "0.0.0.0",
             grpc_port=_env_int(env, "DETECTOR_GRPC_PORT", 9090),
-            grpc_threads=_env_int(env, "DETECTOR_GRPC_THREADS", 10),
+            grpc_threads=_env_int(env, "DETECTOR_GRPC_THREADS", 24),
         )
 
 
@@ -135,7 +135,7 @@ class Settings:
     max_side: int | None = None
     max_batch: int = 16
     # Predictions one process holds at once (fetching, decoding or at the model); more are refused.
-    max_in_flight: int = 8
+    max_in_flight: int = 16
     # Bytes (MiB) that decoding may hold at once in one process (model.decode_budget).
     decode_memory_mb: int = 1024
     # auto (what the export verified, where the CPU runs bf16 fast), fp32 or bf16: model.precision.
@@ -153,7 +153,7 @@ class Settings:
             max_image_pixels=_env_int(env, "DETECTOR_MAX_IMAGE_PIXELS", 50_000_000),
             max_side=int(env["DETECTOR_MAX_SIDE"]) if env.get("DETECTOR_MAX_SIDE", "").strip() else None,
             max_batch=_env_int(env, "DETECTOR_MAX_BATCH", 16),
-            max_in_flight=_env_int(env, "DETECTOR_MAX_IN_FLIGHT", 8),
+            max_in_flight=_env_int(env, "DETECTOR_MAX_IN_FLIGHT", 16),
             decode_memory_mb=_env_int(env, "DETECTOR_DECODE_MEMORY_MB", 1024),
             precision=_env_choice(env, "DETECTOR_PRECISION", PRECISIONS, "auto"),
             fetch=FetchPolicy(

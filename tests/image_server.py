@@ -54,6 +54,25 @@ def blank_png(mode: str, side: int = 7000) -> bytes:
     return buffer.getvalue()
 
 
+def many_page_tiff(pages: int) -> bytes:
+    """A little-endian TIFF of ``pages`` 1x1 gray pages, each IFD pointing at the next (PIL takes minutes to save one)."""
+    tags = 8
+    ifd_size = 2 + tags * 12 + 4
+    header = b"II*\x00" + struct.pack("<I", 8)
+    body = bytearray()
+    for page in range(pages):
+        offset = 8 + page * (ifd_size + 2)
+        pixel_offset = offset + ifd_size
+        next_ifd = offset + ifd_size + 2 if page + 1 < pages else 0
+        entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+                   (273, 4, 1, pixel_offset), (278, 3, 1, 1), (279, 4, 1, 1)]
+        body += struct.pack("<H", tags)
+        for tag, kind, count, value in entries:
+            body += struct.pack("<HHII", tag, kind, count, value)
+        body += struct.pack("<I", next_ifd) + b"\x80\x00"
+    return header + bytes(body)
+
+
 def make_cases(photo: Path) -> dict[str, tuple[bytes, str]]:
     """Bodies (and content types) of the static cases, built from one real photo."""
     rgb = Image.open(photo).convert("RGB")

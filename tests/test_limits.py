@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ from model.config import ServerSettings, Settings
 from model.decode_budget import MIB, DecodeBudget
 from model.errors import ImageTooLarge, Overloaded
 from model.images import decode_cost, finish, open_near
+from tests.image_server import many_page_tiff
 
 
 def test_admission_refuses_the_slot_after_the_last_at_once():
@@ -71,28 +71,9 @@ def test_decode_cost_counts_bytes_per_pixel_not_pixels(mode, bytes_per_pixel):
     assert decode_cost(Image.new(mode, (100, 50))) == 100 * 50 * bytes_per_pixel
 
 
-def _tiff_of_pages(pages: int) -> bytes:
-    """A little-endian TIFF of ``pages`` 1x1 gray pages, each IFD pointing at the next (PIL takes minutes to save one)."""
-    tags = 8
-    ifd_size = 2 + tags * 12 + 4
-    header = b"II*\x00" + struct.pack("<I", 8)
-    body = bytearray()
-    for page in range(pages):
-        offset = 8 + page * (ifd_size + 2)
-        pixel_offset = offset + ifd_size
-        next_ifd = offset + ifd_size + 2 if page + 1 < pages else 0
-        entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-                   (273, 4, 1, pixel_offset), (278, 3, 1, 1), (279, 4, 1, 1)]
-        body += struct.pack("<H", tags)
-        for tag, kind, count, value in entries:
-            body += struct.pack("<HHII", tag, kind, count, value)
-        body += struct.pack("<I", next_ifd) + b"\x80\x00"
-    return header + bytes(body)
-
-
 def test_a_tiff_of_190000_pages_decodes_its_first_page_at_once():
     """Counting frames is quadratic: this file took 142 s of CPU when its frames were counted."""
-    data = _tiff_of_pages(190_000)
+    data = many_page_tiff(190_000)
     assert len(data) > 19_000_000  # 20 MB, as found
     started = time.process_time()
     image, size = open_near(data, 50_000_000, 640)
