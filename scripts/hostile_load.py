@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from tests.image_server import ImageServer, many_page_tiff  # noqa: E402
 from tests.service_process import ServiceProcess  # noqa: E402
+from tests.slow_clients import dripping_connections  # noqa: E402
 
 
 def timed(fn, *args) -> tuple[float, object]:
@@ -66,27 +65,9 @@ def good_latencies(service: ServiceProcess, url: str, count: int = 3) -> list[fl
 
 def slow_clients(service: ServiceProcess, url: str, connections: int = 200) -> dict:
     baseline = good_latencies(service, url)
-    socks, stop = [], threading.Event()
-    for index in range(connections):
-        sock = socket.create_connection(("127.0.0.1", service.http_port), timeout=5)
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" if index % 4 else
-                     b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n{")
-        socks.append(sock)
-
-    def drip() -> None:
-        while not stop.wait(1.0):
-            for sock in socks:
-                try:
-                    sock.send(b"a")
-                except OSError:
-                    pass
-
-    threading.Thread(target=drip, daemon=True).start()
-    time.sleep(1.0)
-    during = good_latencies(service, url)
-    stop.set()
-    for sock in socks:
-        sock.close()
+    with dripping_connections(service.http_port, connections, interval=1.0):
+        time.sleep(1.0)
+        during = good_latencies(service, url)
     return {"connections": connections, "baseline_max_s": max(baseline), "during_max_s": max(during)}
 
 

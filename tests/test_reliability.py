@@ -7,17 +7,19 @@ sent to 127.0.0.1 only.
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import grpc
 import pytest
 import requests
 
 from tests.service_process import ServiceProcess, error_details
+from tests.slow_clients import dripping_connections
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PHOTO = "/case/photo.jpg"
@@ -35,37 +37,12 @@ def test_two_hundred_slow_clients_do_not_delay_a_good_request(service, image_ser
     """Before the buffering front, 8 connections dripping headers stopped every route for as long as they dripped."""
     url = image_server.url(PHOTO)
     baseline = [_timed_predict(service, url) for _ in range(3)]
-    slow: list[socket.socket] = []
-    stop = threading.Event()
-    try:
-        for index in range(200):
-            sock = socket.create_connection(("127.0.0.1", service.http_port), timeout=5)
-            if index % 4:
-                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # headers that never end
-            else:
-                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: 200\r\n\r\n{")  # a body that never ends
-            slow.append(sock)
-
-        def drip() -> None:
-            while not stop.wait(0.5):
-                for sock in slow:
-                    try:
-                        sock.send(b"a")
-                    except OSError:
-                        pass
-
-        dripper = threading.Thread(target=drip, daemon=True)
-        dripper.start()
+    with dripping_connections(service.http_port, 200):
         time.sleep(1.0)
         during = [_timed_predict(service, url) for _ in range(3)]
         started = time.perf_counter()
         assert service.get("/healthz")[0] == 200
         health = time.perf_counter() - started
-    finally:
-        stop.set()
-        for sock in slow:
-            sock.close()
     assert max(during) < max(baseline) + 1.0, (baseline, during)
     assert health < 1.0
 
@@ -108,12 +85,19 @@ def _wait_in_flight(service: ServiceProcess, transport: str, count: int, timeout
     raise AssertionError(f"{count} {transport} predictions never got in flight")
 
 
+@contextlib.contextmanager
+def _full(service: ServiceProcess, transport: str, call, url: str) -> Iterator[list[Future]]:
+    """Both of the tight service's prediction slots held by slow-image requests over ``transport``."""
+    with ThreadPoolExecutor(2) as pool:
+        holders = [pool.submit(call, url) for _ in range(2)]
+        _wait_in_flight(service, transport, 2)
+        yield holders
+
+
 def test_a_full_http_worker_refuses_at_once_with_retry_after(tight_service, image_server):
     service = tight_service
     before = _error_count(service, "http", "overloaded")
-    with ThreadPoolExecutor(2) as pool:
-        holders = [pool.submit(service.predict_http, image_server.url(SLOW)) for _ in range(2)]
-        _wait_in_flight(service, "http", 2)
+    with _full(service, "http", service.predict_http, image_server.url(SLOW)) as holders:
         started = time.perf_counter()
         refused = requests.post(f"{service.http_url}/predict", json={"url": image_server.url(PHOTO)}, timeout=30)
         refused_after = time.perf_counter() - started
@@ -131,9 +115,7 @@ def test_a_full_http_worker_refuses_at_once_with_retry_after(tight_service, imag
 def test_a_full_grpc_server_answers_resource_exhausted_with_retry_info(tight_service, image_server):
     service = tight_service
     before = _error_count(service, "grpc", "overloaded")
-    with ThreadPoolExecutor(2) as pool:
-        holders = [pool.submit(service.predict_grpc, image_server.url(SLOW)) for _ in range(2)]
-        _wait_in_flight(service, "grpc", 2)
+    with _full(service, "grpc", service.predict_grpc, image_server.url(SLOW)) as holders:
         started = time.perf_counter()
         with pytest.raises(grpc.RpcError) as refused:
             service.predict_grpc(image_server.url(PHOTO))
