@@ -15,13 +15,14 @@ SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: help setup proto model browser nginx tools run status reload stop test docker-test bench evaluate hostile clean
+.PHONY: help setup proto model browser nginx tools run photos status reload stop test docker-test bench evaluate hostile clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
 
 help:
 	@echo "make run       set up, export the model, run the service in the foreground (HTTP :8080, gRPC :9090; logs here)"
+	@echo "make photos    serve ../shared/eval/images (PHOTOS=folder) on 127.0.0.1:8000 to try the service on"
 	@echo "make status    the programs' state (front, http, grpc) of a running 'make run'"
 	@echo "make reload    graceful reload of the HTTP workers (new code or model, no failed request)"
 	@echo "make stop      stop a running 'make run' from another terminal (or Ctrl-C it)"
@@ -34,10 +35,19 @@ help:
 
 setup: $(STAMP) $(PROTO_OUT)
 
+# PyTorch's CPU-only wheels where its index is reachable; else the default index, whose torch is
+# the CUDA build (3 GB of nvidia-* wheels more, the same answers on a CPU).
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements-torch.txt
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	@echo "== installing torch and torchvision (minutes on the first run; cached afterwards)"
+	$(PY) -m pip install --disable-pip-version-check --timeout 15 --retries 1 --index-url $(TORCH_INDEX_URL) \
+		-r requirements-torch.txt || { \
+		echo "== PyTorch's CPU index is out of reach: torch from the default index instead (the CUDA build)"; \
+		$(PY) -m pip install --disable-pip-version-check -r requirements-torch.txt; }
+	@echo "== installing the service's and the tests' dependencies"
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 $(PROTO_OUT) &: proto/inference.proto proto/detection.proto $(STAMP)
@@ -53,10 +63,19 @@ $(MODEL_DIR)/model.json: | $(STAMP)
 
 model: $(MODEL_DIR)/model.json
 
+# supervisord stays in the foreground with every program's log; a line says when all is ready.
 run: setup model nginx
 	mkdir -p $(RUN_DIR)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)" \
-		$(VENV)/bin/supervisord -c supervisord.conf
+	@echo "== starting supervisord (front: nginx, http: gunicorn, grpc); the two CRIT lines below are expected (README)"
+	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)"; \
+		$(PY) scripts/announce_ready.py & exec $(VENV)/bin/supervisord -c supervisord.conf
+
+# Photos to try the service on, served on 127.0.0.1:8000 (PHOTOS=folder for others). The
+# service fetches them only if allowed: DETECTOR_URL_ALLOWLIST=127.0.0.1 make run.
+PHOTOS ?= $(SHARED_DIR)/eval/images
+photos:
+	@echo "== serving $(PHOTOS) at http://127.0.0.1:8000/ (Ctrl-C to stop)"
+	cd "$(PHOTOS)" && $(PYTHON) -m http.server 8000 --bind 127.0.0.1
 
 status:
 	$(SUPERVISORCTL) status
@@ -80,9 +99,10 @@ browser:
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light; }
 
-# What the deployment tests check with: docker-compose (config), prometheus and promtool. A
+# What the tests check with: curl (the README's examples), docker-compose (config), prometheus and promtool. A
 # policy-rc.d keeps the prometheus package from starting its own daemon (on :9090, gRPC's port).
 tools: nginx
+	@command -v curl >/dev/null || { $(APT_INSTALL) curl; }
 	@command -v docker-compose >/dev/null || { $(APT_INSTALL) docker-compose; }
 	@command -v promtool >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); POLICY=/usr/sbin/policy-rc.d; \

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from http_service.caller import caller_alive
+from http_service.deepstack_api import deepstack_blueprint
 from http_service.detect_api import detect_blueprint
 from http_service.errors import edge_blueprint, register_error_handlers
 from http_service.openapi import openapi_document
@@ -50,6 +51,7 @@ def create_app(pipeline: Pipeline) -> Flask:
         return jsonify({"objects": prediction.labels})
 
     app.register_blueprint(detect_blueprint(pipeline))
+    app.register_blueprint(deepstack_blueprint(pipeline))
     app.register_blueprint(edge_blueprint())
     document = openapi_document(pipeline.settings)
 

@@ -45,13 +45,22 @@ def _answer(error: DetectorError, status: int | None = None) -> tuple[Response, 
     return response, code
 
 
-class _HTTPRefusal(DetectorError):
+class HTTPRefusal(DetectorError):
     """A Flask/werkzeug or front refusal, carried through the same counting and answer."""
 
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.code = code
         self.http_status = status
+
+    @classmethod
+    def of(cls, exc: HTTPException) -> "HTTPRefusal":
+        status = exc.code or 500
+        if status == 413:
+            limit = request.max_content_length or JSON_BODY_BYTES
+            return cls(413, "request_too_large", f"this request's body is limited to {limit} bytes")
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return cls(status, code, exc.description or code)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -62,13 +71,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
-        status = exc.code or 500
-        if status == 413:
-            limit = request.max_content_length or JSON_BODY_BYTES
-            error: DetectorError = _HTTPRefusal(413, "request_too_large", f"this request's body is limited to {limit} bytes")
-        else:
-            code = (exc.name or "error").lower().replace(" ", "_")
-            error = _HTTPRefusal(status, code, exc.description or code)
+        error = HTTPRefusal.of(exc)
         record_error("http", error)
         return _answer(error)
 
@@ -87,7 +90,7 @@ def edge_blueprint() -> Blueprint:
     @edge.get("/_edge/<int:status>")
     def refused(status: int) -> Any:
         code, message = EDGE_ERRORS.get(status, ("invalid_request", "the request was refused"))
-        raise _HTTPRefusal(_WIRE_STATUS.get(status, status), code, message)
+        raise HTTPRefusal(_WIRE_STATUS.get(status, status), code, message)
 
     return edge
 

@@ -21,7 +21,8 @@ _ERRORS = {
     "422": "The image could not be decoded, or its URL answered 4xx (error.code upstream_rejected)",
     "500": "Internal error",
     "502": "The image URL could not be fetched",
-    "503": "The model is not loaded yet",
+    "401": "A wrong or missing api_key where one is configured",
+    "503": "The model is not loaded yet, or the process is full (error.code overloaded; see Retry-After)",
     "504": "Fetching the image timed out",
 }
 
@@ -78,8 +79,41 @@ def _image_body(max_bytes: int) -> dict[str, Any]:
     }
 
 
+def _deepstack_errors(*codes: str) -> dict[str, Any]:
+    return {code: _json(_ref("DeepStackError"), _ERRORS[code]) for code in codes}
+
+
 def _schemas() -> dict[str, Any]:
     return {
+        "DeepStackResponse": {
+            "type": "object",
+            "required": ["success", "predictions", "count"],
+            "properties": {
+                "success": {"type": "boolean", "enum": [True]},
+                "predictions": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["label", "confidence", "x_min", "y_min", "x_max", "y_max"],
+                    "properties": {
+                        "label": {"type": "string"},
+                        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                        **{edge: {"type": "integer", "minimum": 0} for edge in ("x_min", "y_min", "x_max", "y_max")},
+                    },
+                }},
+                "count": {"type": "integer", "minimum": 0},
+                "inferenceMs": {"type": "integer"},
+                "processMs": {"type": "integer"},
+                "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
+            },
+        },
+        "DeepStackError": {
+            "type": "object",
+            "required": ["success", "error", "code"],
+            "properties": {
+                "success": {"type": "boolean", "enum": [False]},
+                "error": {"type": "string"},
+                "code": {"type": "string"},
+            },
+        },
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -239,6 +273,22 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
                 },
             },
+            "/v1/vision/detection": {"post": {
+                "summary": "DeepStack / CodeProject.AI object detection (Home Assistant, Blue Iris, Agent DVR, Frigate)",
+                "description": "Integer pixel boxes; failures are {success: false, error}. Needs api_key when "
+                               "DETECTOR_DEEPSTACK_API_KEY is set.",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": f"At most {max_bytes} bytes"},
+                        "min_confidence": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4},
+                        "api_key": {"type": "string"},
+                    },
+                }}}},
+                "responses": {"200": _json(_ref("DeepStackResponse"), "Detections, best first"),
+                              **_deepstack_errors("400", "401", "413", "415", "422", "500", "503")},
+            }},
             "/healthz": {"get": {"summary": "The process is up",
                                  "responses": {"200": _json({"type": "object"}, "Alive")}}},
             "/readyz": {"get": {"summary": "The model is loaded and warm",

@@ -135,20 +135,25 @@ def image_request(request: Request, max_image_bytes: int) -> tuple[ImageSource, 
         body = json_object(request, ("url", *OPTION_FIELDS))
         return ImageSource(url=url_field(body)), options_from_json(body)
     if mimetype == "multipart/form-data":
-        request.max_content_length = max_image_bytes + MULTIPART_OVERHEAD_BYTES
-        upload = request.files.get(UPLOAD_FIELD)
-        if upload is None:
-            raise InvalidRequest(f'multipart body needs a file field named "{UPLOAD_FIELD}"')
-        data = upload.read(max_image_bytes + 1)
+        data = multipart_image(request, max_image_bytes)
         fields = MultiDict(request.form)
         fields.update(request.args)
-        return ImageSource(data=_checked_size(data, max_image_bytes)), options_from_fields(fields)
+        return ImageSource(data=data), options_from_fields(fields)
     if mimetype.startswith("image/"):
         request.max_content_length = max_image_bytes
         return ImageSource(data=_checked_size(request.get_data(), max_image_bytes)), options_from_fields(request.args)
     raise UnsupportedMediaType(
         "send application/json with a \"url\", multipart/form-data with an \"image\" file, or an image/* body"
     )
+
+
+def multipart_image(request: Request, max_image_bytes: int) -> bytes:
+    """The bytes of the multipart file field ``image``, within the upload limit and not empty."""
+    request.max_content_length = max_image_bytes + MULTIPART_OVERHEAD_BYTES
+    upload = request.files.get(UPLOAD_FIELD)
+    if upload is None:
+        raise InvalidRequest(f'multipart body needs a file field named "{UPLOAD_FIELD}"', field=UPLOAD_FIELD)
+    return _checked_size(upload.read(max_image_bytes + 1), max_image_bytes)
 
 
 def _checked_size(data: bytes, limit: int) -> bytes:

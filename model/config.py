@@ -138,6 +138,8 @@ class Settings:
     max_in_flight: int = 16
     # Bytes (MiB) that decoding may hold at once in one process (model.decode_budget).
     decode_memory_mb: int = 1024
+    # When set, /v1/vision/detection (the DeepStack API) requires this api_key form field.
+    deepstack_api_key: str = ""
     # auto (what the export verified, where the CPU runs bf16 fast), fp32 or bf16: model.precision.
     precision: str = "auto"
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
@@ -156,6 +158,7 @@ class Settings:
             max_in_flight=_env_int(env, "DETECTOR_MAX_IN_FLIGHT", 16),
             decode_memory_mb=_env_int(env, "DETECTOR_DECODE_MEMORY_MB", 1024),
             precision=_env_choice(env, "DETECTOR_PRECISION", PRECISIONS, "auto"),
+            deepstack_api_key=env.get("DETECTOR_DEEPSTACK_API_KEY", ""),
             fetch=FetchPolicy(
                 connect_timeout=float(_env_float(env, "DETECTOR_CONNECT_TIMEOUT", 3.0)),
                 read_timeout=float(_env_float(env, "DETECTOR_READ_TIMEOUT", 5.0)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
@@ -74,7 +75,10 @@ class Detector:
         actual = sha256_of(model_path)
         if actual != card.sha256:
             raise RuntimeError(f"{model_path} sha256 {actual} does not match its sidecar ({card.sha256})")
-        module = torch.jit.load(str(model_path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            # torch 2.14 calls TorchScript deprecated in favour of torch.export; it is still what loads here.
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+            module = torch.jit.load(str(model_path), map_location="cpu").eval()
         choice = numerics.choose(card, precision, numerics.cpu_flags())
         context = numerics.apply(module, choice.precision, card.bf16_mode, card.precision_module)
         detector = cls(module, card, score_threshold, choice.precision, thread, context)

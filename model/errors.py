@@ -45,6 +45,15 @@ class InvalidURL(DetectorError):
     grpc_status = "INVALID_ARGUMENT"
 
 
+class Unauthorized(DetectorError):
+    """A route protected by an API key (the DeepStack API, when configured) got none or a wrong one."""
+
+    code = "unauthorized"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+    default_field = "api_key"
+
+
 class AddressNotAllowed(DetectorError):
     code = "address_not_allowed"
     default_field = "url"

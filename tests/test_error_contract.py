@@ -158,9 +158,18 @@ def test_errors_are_counted_by_code(service, image_server):
 
 
 def test_slow_fetches_do_not_block_good_requests(service, image_server):
-    """Four requests stall on a dribbling server; good requests are still answered promptly."""
+    """Four requests stall on a dribbling server; good requests are still answered promptly.
+
+    "Promptly" is against good requests timed just before, in this test, with a second of slack:
+    a fixed bound (3 s) once failed on a busy machine.
+    """
     slow_url = image_server.url("/case/slow-body")
     good_url = image_server.url("/case/photo.jpg")
+    baseline = []
+    for _ in range(3):
+        started = time.monotonic()
+        assert service.predict_http(good_url)[0] == 200
+        baseline.append(time.monotonic() - started)
     with ThreadPoolExecutor(max_workers=8) as pool:
         slow = [pool.submit(service.predict_http, slow_url) for _ in range(4)]
         time.sleep(0.5)
@@ -171,7 +180,8 @@ def test_slow_fetches_do_not_block_good_requests(service, image_server):
             timings.append(time.monotonic() - started)
             assert status == 200
         assert all(f.result()[0] == 504 for f in slow)
-    assert max(timings) < 3.0, timings
+    # The slow fetches last the whole 4 s deadline: had they blocked good requests, those would wait it out.
+    assert max(timings) < max(baseline) + 1.0, (baseline, timings)
 
 
 _SAFE_HOSTS = ["10.0.0.1", "[::1]", "169.254.169.254", "localhost", "127.0.0.2", "[fe80::1]", "0.0.0.0"]

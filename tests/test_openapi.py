@@ -44,7 +44,7 @@ def test_the_served_document_describes_every_route(service):
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
         "/predict", "/v1/model", "/v1/detect", "/v1/detect:batch", "/v1/detect/annotated",
-        "/healthz", "/readyz", "/metrics",
+        "/v1/vision/detection", "/healthz", "/readyz", "/metrics",
     }
 
 

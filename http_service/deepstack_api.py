@@ -1,0 +1,95 @@
+"""The DeepStack / CodeProject.AI object-detection API: ``POST /v1/vision/detection``.
+
+Home Assistant, Blue Iris, Agent DVR and Frigate talk to local detection
+servers this way: a multipart ``image`` file, optional ``min_confidence`` and
+``api_key`` form fields, answered with ``{"success": true, "predictions":
+[{"label", "confidence", "x_min", "y_min", "x_max", "y_max"}]}`` in integer
+pixels, or ``{"success": false, "error": "..."}``. A thin adapter over the same
+core as every other route: same limits, admission and metrics (with
+``transport="deepstack"``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from http_service.caller import caller_alive
+from http_service.errors import HTTPRefusal
+from http_service.params import MULTIPART_OVERHEAD_BYTES, multipart_image
+from model.errors import DetectorError, InvalidRequest, Unauthorized
+from model.options import DetectOptions
+from model.pipeline import Pipeline
+from model.serving import record_error, serve_upload
+
+TRANSPORT = "deepstack"
+# DeepStack's and CodeProject.AI's documented default.
+DEFAULT_MIN_CONFIDENCE = 0.4
+
+
+def _min_confidence() -> float:
+    raw = request.form.get("min_confidence", "").strip()
+    if not raw:
+        return DEFAULT_MIN_CONFIDENCE
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest('"min_confidence" must be a number from 0 to 1', field="min_confidence") from None
+    if not 0.0 <= value <= 1.0:
+        raise InvalidRequest('"min_confidence" must be a number from 0 to 1', field="min_confidence")
+    return value
+
+
+def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
+    api = Blueprint("deepstack", __name__)
+    api_key = pipeline.settings.deepstack_api_key
+    max_image_bytes = pipeline.settings.fetch.max_bytes
+
+    def failure(error: DetectorError) -> Any:
+        record_error(TRANSPORT, error)
+        response = jsonify({"success": False, "error": error.message, "code": error.code})
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response, error.http_status
+
+    @api.errorhandler(DetectorError)
+    def detector_error(error: DetectorError) -> Any:
+        return failure(error)
+
+    @api.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        return failure(HTTPRefusal.of(error))
+
+    @api.post("/v1/vision/detection")
+    def detection() -> Any:
+        # The form holds the upload: its limit applies before the api_key field can be read.
+        request.max_content_length = max_image_bytes + MULTIPART_OVERHEAD_BYTES
+        if api_key and not hmac.compare_digest(request.form.get("api_key", "").encode(), api_key.encode()):
+            raise Unauthorized("Incorrect api key")
+        data = multipart_image(request, max_image_bytes)
+        options = DetectOptions(threshold=_min_confidence())
+        prediction = serve_upload(pipeline, TRANSPORT, data, options, alive=caller_alive())
+        width, height = prediction.original_size
+        predictions = []
+        for detection in prediction.detections:
+            x1, y1, x2, y2 = prediction.image_box(detection)
+            predictions.append({
+                "label": detection.label,
+                "confidence": round(detection.score, 4),
+                "x_min": int(round(x1)), "y_min": int(round(y1)),
+                "x_max": int(round(x2)), "y_max": int(round(y2)),
+            })
+        timings = {stage: round(seconds * 1000) for stage, seconds in prediction.timings.items()}
+        return jsonify({
+            "success": True,
+            "predictions": predictions,
+            "count": len(predictions),
+            "inferenceMs": timings.get("inference", 0),
+            "processMs": sum(timings.values()),
+            "image": {"width": width, "height": height},
+        })
+
+    return api

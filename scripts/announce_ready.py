@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Print one line when the service `make run` started is ready: where, which model, how to stop it.
+
+`make run` starts this beside supervisord (which stays in the foreground with every program's
+log); it polls /v1/model and the gRPC health service on 127.0.0.1 and exits after announcing,
+or after 15 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.config import ServerSettings  # noqa: E402
+
+
+def _model(http: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{http}/v1/model", timeout=2) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _grpc_serving(target: str) -> bool:
+    try:
+        with grpc.insecure_channel(target) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def main() -> int:
+    server = ServerSettings.from_env()
+    http = f"http://127.0.0.1:{server.http_port}"
+    target = f"127.0.0.1:{server.grpc_port}"
+    deadline = time.monotonic() + 15 * 60
+    while time.monotonic() < deadline:
+        model = _model(http)
+        if model is not None and _grpc_serving(target):
+            print(
+                f"\n==> ready: {http}/ (page), POST {http}/predict, gRPC {target}; model {model['name']} "
+                f"({model['precision']}, licence {model['license'].split(':')[0]}). "
+                "Stop with Ctrl-C here, or `make stop` from another terminal.\n",
+                flush=True,
+            )
+            return 0
+        time.sleep(1)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
