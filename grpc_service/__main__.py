@@ -1,4 +1,4 @@
-"""``python -m grpc_service``: choose the metrics directory, then start the server.
+"""``python -m grpc_service`` (or ``instance-detector-grpc``): choose the metrics directory, then serve.
 
 The order matters: prometheus_client fixes its multiprocess mode when first
 imported, so the directory is prepared (and this process's stale files
@@ -7,8 +7,13 @@ wiped) before the server module, and with it the metrics, is imported.
 
 from model.metrics_dir import prepare_dir
 
-prepare_dir("grpc", wipe=True)
 
-from grpc_service.server import main  # noqa: E402
+def run() -> None:
+    prepare_dir("grpc", wipe=True)
+    from grpc_service.server import main
 
-main()
+    main()
+
+
+if __name__ == "__main__":
+    run()

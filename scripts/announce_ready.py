@@ -13,14 +13,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.config import ServerSettings  # noqa: E402
+from model.config import ServerSettings
 
 
 def _model(http: str) -> dict | None:

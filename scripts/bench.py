@@ -16,9 +16,9 @@ way to answer: eager torchvision Mask R-CNN with its mask branch, default
 torch threading, one image at a time. Mask R-CNN's COCO weights are used if
 torchvision can download them, otherwise random init (the same computation).
 
-    python scripts/bench.py --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
+    python -m scripts.bench --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
         --images ../shared/eval/images --baseline --json bench-results/run.json
-    python scripts/bench.py --serve artifacts/model --images ../shared/eval/images --baseline
+    python -m scripts.bench --serve artifacts/model --images ../shared/eval/images --baseline
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.evaluate import Predict, grpc_predictor, http_predictor, serve_folder  # noqa: E402
+from scripts.evaluate import Predict, grpc_predictor, http_predictor, serve_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

@@ -7,7 +7,7 @@ the result is the mean over images. The images are served from a local HTTP
 server on 127.0.0.1 started here (the service needs ``127.0.0.1`` in
 ``DETECTOR_URL_ALLOWLIST``).
 
-    python scripts/evaluate.py --url http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
+    python -m scripts.evaluate --url http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
         --images ../shared/eval/images --labels ../shared/eval/labels.json
 """
 
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 from contextlib import contextmanager
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 Predict = Callable[[str], list[str]]
 

@@ -15,7 +15,7 @@ the gRPC server on free 127.0.0.1 ports) and a hostile image server on
 
 Every baseline is measured in the same run. Numbers go to docs/reliability.md.
 
-    python scripts/hostile_load.py --serve artifacts/model --images ../shared/eval/images
+    python -m scripts.hostile_load --serve artifacts/model --images ../shared/eval/images
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ import grpc
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
-from tests.image_server import ImageServer, many_page_tiff  # noqa: E402
-from tests.service_process import ServiceProcess  # noqa: E402
-from tests.slow_clients import dripping_connections  # noqa: E402
+from tests.image_server import ImageServer, many_page_tiff
+from tests.service_process import ServiceProcess
+from tests.slow_clients import dripping_connections
 
 
 def timed(fn, *args) -> tuple[float, object]:

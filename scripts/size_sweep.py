@@ -9,7 +9,7 @@ resizes again inside the model (its export's ``--min-size/--max-size``), so
 compare its exports made with different sizes as separate model directories:
 
     python -m exporters --source maskrcnn --min-size 512 --max-size 853 --out /tmp/mrcnn-512
-    python scripts/size_sweep.py --models artifacts/model /tmp/mrcnn-512 --max-sides 1333,640 \\
+    python -m scripts.size_sweep --models artifacts/model /tmp/mrcnn-512 --max-sides 1333,640 \\
         --images ../shared/eval/images --labels ../shared/eval/labels.json --threads 2
 """
 
@@ -22,12 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.detector import Detector  # noqa: E402
-from model.images import decode_image, limit_side, to_tensor  # noqa: E402
-from model.pipeline import configure_torch  # noqa: E402
-from scripts.evaluate import score  # noqa: E402
+from model.detector import Detector
+from model.images import decode_image, limit_side, to_tensor
+from model.pipeline import configure_torch
+from scripts.evaluate import score
 
 
 def sweep(model_dir: Path, max_side: int, images: Path, labels: dict[str, list[str]], rounds: int) -> dict:

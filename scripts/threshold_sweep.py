@@ -4,7 +4,7 @@
 Runs the model once per image and re-thresholds its raw detections, so a sweep
 costs one inference per image. Used to pick the sidecar's default threshold:
 
-    python scripts/threshold_sweep.py --model artifacts/model \\
+    python -m scripts.threshold_sweep --model artifacts/model \\
         --images ../shared/eval/images --labels ../shared/eval/labels.json
 """
 
@@ -15,12 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.coco import PLACEHOLDERS  # noqa: E402
-from model.detector import Detector  # noqa: E402
-from model.images import decode_image, limit_side, to_tensor  # noqa: E402
-from scripts.evaluate import score  # noqa: E402
+from model.coco import PLACEHOLDERS
+from model.detector import Detector
+from model.images import decode_image, limit_side, to_tensor
+from scripts.evaluate import score
 
 
 def main(argv: list[str] | None = None) -> int:

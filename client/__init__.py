@@ -1,0 +1,1 @@
+"""A small command-line client for the service (the ``detect`` console script)."""
