@@ -44,6 +44,18 @@ def page(browser, service):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+def _tags_overlap(page) -> int:
+    """How many pairs of label tags cover each other."""
+    return page.evaluate("""() => {
+        const boxes = [...document.querySelectorAll('#overlay rect.tag')].map((r) => r.getBBox());
+        let pairs = 0;
+        boxes.forEach((a, i) => boxes.slice(i + 1).forEach((b) => {
+            if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) pairs++;
+        }));
+        return pairs;
+    }""")
+
+
 def _labels(page) -> list[str]:
     return page.locator("#detections tbody tr.detection:not(.hidden) td:nth-child(2)").all_inner_texts()
 
@@ -62,10 +74,18 @@ def test_url_detection_draws_boxes_and_lists_labels(page, image_server):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-url.png"), full_page=True)
 
+    assert page.locator("#overlay rect.tag").count() == len(labels)
+    assert _tags_overlap(page) == 0
+    assert page.locator("#status").inner_text() == f"{len(labels)} objects scoring at least 0.30"
+
     page.locator("#threshold").fill("0.95")
     page.wait_for_function("document.querySelectorAll('#overlay rect.box').length < %d" % len(labels))
     assert len(_labels(page)) < len(labels)
-    assert "detections at threshold 0.95" in page.locator("#status").inner_text()
+    assert "scoring at least 0.95" in page.locator("#status").inner_text()
+
+    page.locator("#threshold").fill("1")
+    page.wait_for_function("document.querySelectorAll('#overlay rect.box').length == 0")
+    assert "lower the threshold" in page.locator("#status").inner_text()
 
 
 def test_uploaded_file_is_detected(page, shared_dir):
@@ -77,8 +97,30 @@ def test_uploaded_file_is_detected(page, shared_dir):
     page.screenshot(path=str(ARTIFACTS / "page-upload.png"), full_page=True)
 
 
-def test_errors_are_shown_not_thrown(page):
+def test_errors_are_shown_not_thrown_and_clear_the_previous_result(page, image_server):
+    page.fill("#url", image_server.url("/images/darknet_dog.jpg"))
+    page.click("#detect-url")
+    page.wait_for_selector("#overlay rect.box")
     page.fill("#url", "http://10.0.0.1/secret.jpg")
     page.click("#detect-url")
     page.wait_for_selector("#status.error")
     assert "address_not_allowed" in page.locator("#status").inner_text()
+    assert page.locator("#result").is_hidden()
+    assert page.locator("#overlay rect").count() == 0 and page.locator("#detections tbody tr").count() == 0
+
+
+def test_a_dropped_file_is_detected(page, shared_dir):
+    """A synthesised drop event carrying the file, as a browser sends one when a file is dragged in."""
+    data = list((shared_dir / "eval" / "images" / "darknet_horses.jpg").read_bytes())
+    page.evaluate("""(bytes) => {
+        const file = new File([new Uint8Array(bytes)], 'horses.jpg', {type: 'image/jpeg'});
+        const transfer = new DataTransfer();
+        transfer.items.add(file);
+        const drop = document.getElementById('drop');
+        drop.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        drop.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", data)
+    page.wait_for_selector("#overlay rect.box")
+    assert "horse" in _labels(page)
+    assert page.locator("#image").get_attribute("src").startswith("blob:")
+    assert not page.locator("#drop").evaluate("(el) => el.classList.contains('over')")

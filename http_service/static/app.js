@@ -33,6 +33,24 @@ async function detect(body, headers, query = "") {
   return payload;
 }
 
+// Label tags: a filled box in the detection's colour with dark or light text, whichever reads
+// better on it; a tag that would cover an earlier one moves below it.
+function luminance(hex) {
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+function overlaps(a, b) {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+
+function placeTag(placed, x, y, w, h, limit) {
+  const tag = { x, y, w, h };
+  while (placed.some((other) => overlaps(tag, other)) && tag.y + h < limit) tag.y += h;
+  placed.push(tag);
+  return tag;
+}
+
 function render() {
   if (!current) return;
   const threshold = Number($("threshold").value);
@@ -42,12 +60,16 @@ function render() {
   svg.replaceChildren();
   const rows = $("detections").tBodies[0];
   rows.replaceChildren();
-  let shown = 0;
-  current.detections.forEach((d, index) => {
-    const visible = d.score >= threshold;
+  // Tags keep a readable size on screen whatever the picture's size.
+  const scale = current.width / Math.max(1, $("image").clientWidth || current.width);
+  const fontSize = 15 * scale;
+  const placed = [];
+  const ns = "http://www.w3.org/2000/svg";
+  const visible = current.detections.filter((d) => d.score >= threshold);
+  visible.forEach((d, index) => {
     const [x1, y1, x2, y2] = d.box;
     const row = rows.insertRow();
-    row.className = visible ? "detection" : "detection hidden";
+    row.className = "detection";
     row.insertCell().textContent = String(index + 1);
     const label = row.insertCell();
     const swatch = document.createElement("span");
@@ -56,23 +78,37 @@ function render() {
     label.append(swatch, d.label);
     row.insertCell().textContent = d.score.toFixed(3);
     row.insertCell().textContent = d.box.map((v) => Math.round(v)).join(", ");
-    if (!visible) return;
-    shown += 1;
-    const ns = "http://www.w3.org/2000/svg";
+
     const rect = document.createElementNS(ns, "rect");
     rect.setAttribute("x", x1); rect.setAttribute("y", y1);
     rect.setAttribute("width", x2 - x1); rect.setAttribute("height", y2 - y1);
     rect.setAttribute("stroke", colour(d.label));
     rect.setAttribute("class", "box");
+    const caption = `${d.label} ${d.score.toFixed(2)}`;
+    const height = fontSize * 1.35;
+    const width = caption.length * fontSize * 0.62 + fontSize * 0.6;
+    const tag = placeTag(placed, Math.min(x1, current.width - width), Math.max(0, y1), width, height,
+                         current.height - height);
+    const background = document.createElementNS(ns, "rect");
+    background.setAttribute("x", tag.x); background.setAttribute("y", tag.y);
+    background.setAttribute("width", tag.w); background.setAttribute("height", tag.h);
+    background.setAttribute("fill", colour(d.label));
+    background.setAttribute("class", "tag");
     const text = document.createElementNS(ns, "text");
-    text.setAttribute("x", x1 + 4);
-    text.setAttribute("y", Math.max(y1 + 16, 16));
-    text.setAttribute("fill", colour(d.label));
-    text.setAttribute("font-size", Math.max(14, current.width / 40));
-    text.textContent = `${d.label} ${d.score.toFixed(2)}`;
-    svg.append(rect, text);
+    text.setAttribute("x", tag.x + fontSize * 0.3);
+    text.setAttribute("y", tag.y + fontSize * 1.05);
+    text.setAttribute("font-size", fontSize);
+    text.setAttribute("fill", luminance(colour(d.label)) > 0.5 ? "#111" : "#fff");
+    text.textContent = caption;
+    svg.append(rect, background, text);
   });
-  setStatus(`${shown} of ${current.detections.length} detections at threshold ${threshold.toFixed(2)}`);
+  const count = visible.length;
+  let message = `${count} object${count === 1 ? "" : "s"} scoring at least ${threshold.toFixed(2)}`;
+  if (count === 0 && current.detections.length > 0) {
+    const best = Math.max(...current.detections.map((d) => d.score));
+    message += `; the best candidate scores ${best.toFixed(2)}: lower the threshold to see it`;
+  }
+  setStatus(message);
 }
 
 function show(payload, src) {
@@ -84,8 +120,18 @@ function show(payload, src) {
   render();
 }
 
+// A failed request clears the previous picture and table: they belong to another image.
 async function run(task) {
-  try { await task(); } catch (error) { setStatus(error.message, true); }
+  try {
+    await task();
+  } catch (error) {
+    current = null;
+    $("result").hidden = true;
+    $("overlay").replaceChildren();
+    $("detections").tBodies[0].replaceChildren();
+    $("image").removeAttribute("src");
+    setStatus(error.message, true);
+  }
 }
 
 function options() {
@@ -121,6 +167,8 @@ drop.addEventListener("drop", (event) => {
   upload(event.dataTransfer.files[0]);
 });
 $("threshold").addEventListener("input", render);
+window.addEventListener("resize", render);
+$("image").addEventListener("load", render);  // tag sizes follow the picture's displayed size
 
 // The slider starts at the served model's own default threshold.
 fetch("/v1/model").then((r) => (r.ok ? r.json() : null)).then((model) => {
