@@ -16,7 +16,8 @@ from model.serving import serve_predict
 from proto import detection_pb2, detection_pb2_grpc
 
 
-def model_info(detector: Detector) -> detection_pb2.ModelInfo:
+def model_info(detector: Detector, with_classes: bool = True) -> detection_pb2.ModelInfo:
+    """The served model; its class list only for GetModel, as /v1/model has it and /v1/detect does not."""
     card = detector.card
     return detection_pb2.ModelInfo(
         name=card.name,
@@ -24,7 +25,7 @@ def model_info(detector: Detector) -> detection_pb2.ModelInfo:
         random_init=card.random_init,
         masks_available=card.masks,
         default_threshold=detector.score_threshold,
-        classes=known_classes(card),
+        classes=known_classes(card) if with_classes else [],
         license=card.license,
         precision=detector.precision,
     )
@@ -53,11 +54,11 @@ def response_from(prediction: Prediction, detector: Detector, options: DetectOpt
         detections.append(item)
     width, height = prediction.original_size
     return detection_pb2.DetectResponse(
-        model=model_info(detector),
+        model=model_info(detector, with_classes=False),
         image=detection_pb2.ImageSize(width=width, height=height),
         threshold=detector.score_threshold if options.threshold is None else options.threshold,
         detections=detections,
-        timing_ms={stage: seconds * 1000 for stage, seconds in prediction.timings.items()},
+        timing_ms={stage: round(seconds * 1000, 1) for stage, seconds in prediction.timings.items()},
     )
 
 

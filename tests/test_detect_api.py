@@ -209,6 +209,9 @@ def test_grpc_detect_matches_http(service, image_server):
         assert not got.HasField("mask")
     assert reply.threshold == pytest.approx(0.2)
     assert set(reply.timing_ms) == {"fetch", "decode", "inference"}
+    # Consistent with HTTP: the class list only from GetModel, timings to 0.1 ms.
+    assert list(reply.model.classes) == [] and "classes" not in http["model"]
+    assert all(value == round(value, 1) for value in reply.timing_ms.values())
 
 
 @pytest.mark.parametrize(
