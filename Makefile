@@ -76,6 +76,7 @@ run: setup model nginx
 # service fetches them only if allowed: DETECTOR_URL_ALLOWLIST=127.0.0.1 make run.
 PHOTOS ?= $(SHARED_DIR)/eval/images
 photos:
+	@test -d "$(PHOTOS)" || { echo "no folder $(PHOTOS): make photos PHOTOS=/path/to/pictures (or SHARED_DIR=...)"; exit 2; }
 	@echo "== serving $(PHOTOS) at http://127.0.0.1:8000/ (Ctrl-C to stop)"
 	cd "$(PHOTOS)" && $(PYTHON) -m http.server 8000 --bind 127.0.0.1
 
