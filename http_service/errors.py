@@ -38,8 +38,8 @@ EDGE_ERRORS = {
 _WIRE_STATUS = {494: 400, 501: 400}
 
 
-def _answer(error: DetectorError, status: int | None = None) -> tuple[Response, int]:
-    response, code = error_response(status or error.http_status, error.code, error.message, error.choices)
+def _answer(error: DetectorError) -> tuple[Response, int]:
+    response, code = error_response(error.http_status, error.code, error.message, error.choices)
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     return response, code
