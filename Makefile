@@ -44,7 +44,7 @@ $(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt pyproject
 	@echo "== installing torch and torchvision (minutes on the first run; cached afterwards)"
 	$(PY) -m pip install --disable-pip-version-check --timeout 15 --retries 1 --index-url $(TORCH_INDEX_URL) \
 		-r requirements-torch.txt || { \
-		echo "== PyTorch's CPU index is out of reach: torch from the default index instead (the CUDA build)"; \
+		echo "== torch could not be installed from PyTorch's CPU index (out of reach?): the default index instead (the CUDA build)"; \
 		$(PY) -m pip install --disable-pip-version-check -r requirements-torch.txt; }
 	@echo "== installing the service's and the tests' dependencies"
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
