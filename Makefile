@@ -15,7 +15,7 @@ SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: help setup proto model browser nginx tools run photos status reload stop test docker-test bench evaluate hostile clean
+.PHONY: help setup proto model browser nginx tools run photos status logs reload stop test docker-test bench evaluate hostile clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
@@ -24,6 +24,7 @@ help:
 	@echo "make run       set up, export the model, run the service in the foreground (HTTP :8080, gRPC :9090; logs here)"
 	@echo "make photos    serve ../shared/eval/images (PHOTOS=folder) on 127.0.0.1:8000 to try the service on"
 	@echo "make status    the programs' state (front, http, grpc) of a running 'make run'"
+	@echo "make logs      follow the log of a running 'make run' (from another terminal)"
 	@echo "make reload    graceful reload of the HTTP workers (new code or model, no failed request)"
 	@echo "make stop      stop a running 'make run' from another terminal (or Ctrl-C it)"
 	@echo "make test      the whole test suite (make browser test: installs chromium for the page test first)"
@@ -65,12 +66,13 @@ $(MODEL_DIR)/model.json: | $(STAMP)
 
 model: $(MODEL_DIR)/model.json
 
-# supervisord stays in the foreground with every program's log; a line says when all is ready.
+# supervisord stays in the foreground with every program's log (also in $(RUN_DIR)/service.log,
+# for `make logs`); a line says when all is ready.
 run: setup model nginx
 	mkdir -p $(RUN_DIR)
 	@echo "== starting supervisord (front: nginx, http: gunicorn, grpc); the two CRIT lines below are expected (README)"
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)"; \
-		$(PY) -m scripts.announce_ready & exec $(VENV)/bin/supervisord -c supervisord.conf
+		$(PY) -m scripts.announce_ready & $(VENV)/bin/supervisord -c supervisord.conf 2>&1 | tee $(RUN_DIR)/service.log
 
 # Photos to try the service on, served on 127.0.0.1:8000 (PHOTOS=folder for others). The
 # service fetches them only if allowed: DETECTOR_URL_ALLOWLIST=127.0.0.1 make run.
@@ -85,6 +87,10 @@ status:
 
 reload:
 	$(SUPERVISORCTL) signal HUP http
+
+logs:
+	@test -f $(RUN_DIR)/service.log || { echo "no log yet: make run writes $(RUN_DIR)/service.log"; exit 2; }
+	tail -n 100 -f $(RUN_DIR)/service.log
 
 stop:
 	$(SUPERVISORCTL) shutdown
