@@ -212,6 +212,14 @@ class ServiceProcess:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
+    def error_count(self, transport: str, code: str) -> float:
+        """``app_request_errors_total{transport, code}`` from /metrics (0 before the first such error)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, text = self.get("/metrics")
+        return sum(s.value for f in text_string_to_metric_families(text) if f.name == "app_request_errors"
+                   for s in f.samples if s.name.endswith("_total") and s.labels == {"transport": transport, "code": code})
+
     def metric(self, name: str = "app_http_inference_count") -> float:
         from prometheus_client.parser import text_string_to_metric_families
 

@@ -19,18 +19,6 @@ def dog(shared_dir) -> bytes:
     return (shared_dir / "eval" / "images" / DOG).read_bytes()
 
 
-def _errors(service: ServiceProcess, code: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    _, text = service.get("/metrics")
-    for family in text_string_to_metric_families(text):
-        if family.name == "app_request_errors":
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels == {"transport": "deepstack", "code": code}:
-                    return sample.value
-    return 0.0
-
-
 def _check(predictions: list[dict], size: tuple[int, int], min_confidence: float) -> None:
     width, height = size
     assert predictions and "dog" in [p["label"] for p in predictions]
@@ -83,13 +71,13 @@ def test_answers_match_v1_detect_at_the_same_threshold(service, dog):
     ids=["no-image", "not-an-image", "empty-image", "confidence-not-a-number", "confidence-over-one"],
 )
 def test_failures_answer_in_deepstack_shape_and_are_counted(service, files, data, status, code):
-    before = _errors(service, code)
+    before = service.error_count("deepstack", code)
     response = requests.post(f"{service.http_url}/v1/vision/detection", files=files or {"other": b""}, data=data,
                              timeout=60)
     assert response.status_code == status
     body = response.json()
     assert body["success"] is False and body["error"] and body["code"] == code
-    assert _errors(service, code) == before + 1
+    assert service.error_count("deepstack", code) == before + 1
 
 
 @pytest.fixture(scope="module")

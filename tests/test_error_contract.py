@@ -63,11 +63,7 @@ def _url(template: str, image_server) -> str:
 
 
 def _http_errors(service, code: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    _, text = service.get("/metrics")
-    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "app_request_errors"
-               for s in f.samples if s.name.endswith("_total") and s.labels == {"transport": "http", "code": code})
+    return service.error_count("http", code)
 
 
 def _assert_still_serving(service, image_server) -> None:

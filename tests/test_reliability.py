@@ -59,18 +59,6 @@ def tight_service(yolov5_dir, image_server, tmp_path_factory):
     process.stop()
 
 
-def _error_count(service: ServiceProcess, transport: str, code: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    _, text = service.get("/metrics")
-    for family in text_string_to_metric_families(text):
-        if family.name == "app_request_errors":
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels == {"transport": transport, "code": code}:
-                    return sample.value
-    return 0.0
-
-
 def _wait_in_flight(service: ServiceProcess, transport: str, count: int, timeout: float = 10.0) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -96,7 +84,7 @@ def _full(service: ServiceProcess, transport: str, call, url: str) -> Iterator[l
 
 def test_a_full_http_worker_refuses_at_once_with_retry_after(tight_service, image_server):
     service = tight_service
-    before = _error_count(service, "http", "overloaded")
+    before = service.error_count("http", "overloaded")
     with _full(service, "http", service.predict_http, image_server.url(SLOW)) as holders:
         started = time.perf_counter()
         refused = requests.post(f"{service.http_url}/predict", json={"url": image_server.url(PHOTO)}, timeout=30)
@@ -108,13 +96,13 @@ def test_a_full_http_worker_refuses_at_once_with_retry_after(tight_service, imag
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
     assert refused.json()["error"]["code"] == "overloaded"
     assert refused_after < 1.0 and health.status_code == 200 and health_after < 1.0
-    assert _error_count(service, "http", "overloaded") == before + 1
+    assert service.error_count("http", "overloaded") == before + 1
     assert service.predict_http(image_server.url(PHOTO))[0] == 200
 
 
 def test_a_full_grpc_server_answers_resource_exhausted_with_retry_info(tight_service, image_server):
     service = tight_service
-    before = _error_count(service, "grpc", "overloaded")
+    before = service.error_count("grpc", "overloaded")
     with _full(service, "grpc", service.predict_grpc, image_server.url(SLOW)) as holders:
         started = time.perf_counter()
         with pytest.raises(grpc.RpcError) as refused:
@@ -127,13 +115,13 @@ def test_a_full_grpc_server_answers_resource_exhausted_with_retry_info(tight_ser
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and refused_after < 1.0
     details = error_details(refused.value)
     assert details["reason"] == "overloaded" and details["retry_seconds"] == 1
-    assert _error_count(service, "grpc", "overloaded") == before + 1
+    assert service.error_count("grpc", "overloaded") == before + 1
     assert service.predict_grpc(image_server.url(PHOTO))
 
 
 def _wait_count(service: ServiceProcess, transport: str, code: str, want: float, timeout: float = 10.0) -> float:
     deadline = time.monotonic() + timeout
-    while (got := _error_count(service, transport, code)) < want and time.monotonic() < deadline:
+    while (got := service.error_count(transport, code)) < want and time.monotonic() < deadline:
         time.sleep(0.1)
     return got
 
@@ -141,7 +129,7 @@ def _wait_count(service: ServiceProcess, transport: str, code: str, want: float,
 def test_an_http_caller_who_left_costs_no_forward_pass(tight_service, image_server):
     """The photo arrives 1.5 s late; the caller gave up after 0.5 s: the model must not run for nobody."""
     service = tight_service
-    before = _error_count(service, "http", "cancelled")
+    before = service.error_count("http", "cancelled")
     with pytest.raises(requests.exceptions.ReadTimeout):
         requests.post(f"{service.http_url}/predict", json={"url": image_server.url("/case/late-photo")}, timeout=0.5)
     assert _wait_count(service, "http", "cancelled", before + 1) == before + 1
@@ -151,7 +139,7 @@ def test_a_cancelled_grpc_call_costs_no_forward_pass(tight_service, image_server
     from proto import inference_pb2, inference_pb2_grpc
 
     service = tight_service
-    before = _error_count(service, "grpc", "cancelled")
+    before = service.error_count("grpc", "cancelled")
     with grpc.insecure_channel(service.grpc_target) as channel:
         stub = inference_pb2_grpc.InstanceDetectorStub(channel)
         call = stub.Predict.future(inference_pb2.InstanceDetectorInput(url=image_server.url("/case/late-photo")))
