@@ -18,7 +18,7 @@ from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from http_service.caller import caller_alive
-from http_service.errors import HTTPRefusal
+from http_service.errors import HTTPRefusal, with_retry_after
 from http_service.params import MULTIPART_OVERHEAD_BYTES, multipart_image
 from model.errors import DetectorError, InvalidRequest, Unauthorized
 from model.options import DetectOptions
@@ -51,9 +51,7 @@ def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
     def failure(error: DetectorError) -> Any:
         record_error(TRANSPORT, error)
         response = jsonify({"success": False, "error": error.message, "code": error.code})
-        if error.retry_after is not None:
-            response.headers["Retry-After"] = str(error.retry_after)
-        return response, error.http_status
+        return with_retry_after(response, error), error.http_status
 
     @api.errorhandler(DetectorError)
     def detector_error(error: DetectorError) -> Any:

@@ -38,11 +38,16 @@ EDGE_ERRORS = {
 _WIRE_STATUS = {494: 400, 501: 400}
 
 
-def _answer(error: DetectorError) -> tuple[Response, int]:
-    response, code = error_response(error.http_status, error.code, error.message, error.choices)
+def with_retry_after(response: Response, error: DetectorError) -> Response:
+    """Tell the client when to come back, where retrying later is right (Overloaded)."""
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
-    return response, code
+    return response
+
+
+def _answer(error: DetectorError) -> tuple[Response, int]:
+    response, code = error_response(error.http_status, error.code, error.message, error.choices)
+    return with_retry_after(response, error), code
 
 
 class HTTPRefusal(DetectorError):

@@ -35,7 +35,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 from tests.image_server import ImageServer, many_page_tiff
-from tests.service_process import ServiceProcess
+from tests.service_process import ServiceProcess, peak_rss_mib
 from tests.slow_clients import dripping_connections
 
 
@@ -108,28 +108,21 @@ def overload(service: ServiceProcess, images: ImageServer) -> dict:
             "held_504": sum(1 for _, status in results if status == 504), "good_during_s": good}
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def memory_bombs(service: ServiceProcess, images: ImageServer) -> dict:
     bomb = images.url("/case/sixteen-bit-7000.png")
     [worker] = service.http_worker_pids()
     found = {}
-    start = _peak_rss_mib(worker)
+    start = peak_rss_mib(worker)
     found["one_s"], _ = timed(service.predict_http, bomb)
-    found["one_growth_mib"] = _peak_rss_mib(worker) - start
+    found["one_growth_mib"] = peak_rss_mib(worker) - start
     with ThreadPoolExecutor(4) as pool:
         started = time.perf_counter()
         list(pool.map(service.predict_http, [f"{bomb}?{i}" for i in range(4)]))
         found["four_s"] = time.perf_counter() - started
-    found["four_growth_mib"] = _peak_rss_mib(worker) - start
+    found["four_growth_mib"] = peak_rss_mib(worker) - start
     body = json.dumps({"urls": [f"{bomb}?b{i}" for i in range(16)]}).encode()
     found["batch16_s"], (status, _) = timed(service.post, "/v1/detect:batch", body, "application/json", 600)
-    found["batch16_growth_mib"] = _peak_rss_mib(worker) - start
+    found["batch16_growth_mib"] = peak_rss_mib(worker) - start
     found["batch16_status"] = status
     return found
 

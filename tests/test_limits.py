@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -82,7 +83,7 @@ def test_a_tiff_of_190000_pages_decodes_its_first_page_at_once():
     assert size == (1, 1) and picture.mode == "RGB" and picture.getpixel((0, 0)) == (128, 128, 128)
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None and not shutil.os.path.exists("/usr/sbin/nginx"),
+@pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
                     reason="nginx is installed by `make test`")
 def test_the_rendered_front_configuration_is_valid_nginx(tmp_path):
     server = ServerSettings(run_dir=tmp_path, http_host="127.0.0.1", http_port=18080)

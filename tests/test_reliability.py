@@ -18,7 +18,7 @@ import grpc
 import pytest
 import requests
 
-from tests.service_process import ServiceProcess, error_details
+from tests.service_process import ServiceProcess, error_details, peak_rss_mib
 from tests.slow_clients import dripping_connections
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -148,13 +148,6 @@ def test_a_cancelled_grpc_call_costs_no_forward_pass(tight_service, image_server
     assert _wait_count(service, "grpc", "cancelled", before + 1) == before + 1
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 def test_a_batch_of_memory_bombs_stays_inside_the_decode_budget(tight_service, image_server):
     """16 URLs of a 95 KB PNG that decodes to 49 MP of 16-bit pixels (~440 MB each to convert).
 
@@ -162,7 +155,7 @@ def test_a_batch_of_memory_bombs_stays_inside_the_decode_budget(tight_service, i
     """
     service = tight_service
     [worker] = service.http_worker_pids()
-    before = _peak_rss_mib(worker)
+    before = peak_rss_mib(worker)
     urls = [image_server.url(f"/case/sixteen-bit-7000.png?{index}") for index in range(16)]
     started = time.perf_counter()
     status, body = service.post("/v1/detect:batch", requests.compat.json.dumps({"urls": urls}).encode(), timeout=300)
@@ -171,7 +164,7 @@ def test_a_batch_of_memory_bombs_stays_inside_the_decode_budget(tight_service, i
     codes = [item.get("error", {}).get("code", "ok") for item in body["results"]]
     # Each answered, or refused as busy if the budget stayed taken past the fetch deadline.
     assert set(codes) <= {"ok", "overloaded"} and "ok" in codes, codes
-    growth = _peak_rss_mib(worker) - before
+    growth = peak_rss_mib(worker) - before
     assert growth < 800, f"peak RSS grew by {growth:.0f} MiB in {elapsed:.1f} s"
 
 
@@ -179,13 +172,13 @@ def test_an_image_that_alone_exceeds_the_decode_budget_is_refused_before_decodin
     """49 MP of RGBA is under the pixel cap, but compositing it would take ~735 MB: over the 512 MiB budget."""
     service = tight_service
     [worker] = service.http_worker_pids()
-    before = _peak_rss_mib(worker)
+    before = peak_rss_mib(worker)
     started = time.perf_counter()
     status, body = service.predict_http(image_server.url("/case/rgba-7000.png"))
     assert (status, body["error"]["code"]) == (413, "image_too_large")
     assert "MiB" in body["error"]["message"]
     assert time.perf_counter() - started < 5.0
-    assert _peak_rss_mib(worker) - before < 100
+    assert peak_rss_mib(worker) - before < 100
 
 
 def test_a_graceful_reload_under_load_fails_no_request(tight_service, image_server):
