@@ -14,12 +14,13 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from http_service.body_drain import DrainUnreadBody
 from http_service.caller import caller_alive
 from http_service.deepstack_api import deepstack_blueprint
 from http_service.detect_api import detect_blueprint
 from http_service.errors import edge_blueprint, register_error_handlers
 from http_service.openapi import openapi_document
-from http_service.params import JSON_BODY_BYTES, read_json, url_field
+from http_service.params import JSON_BODY_BYTES, largest_body_bytes, read_json, url_field
 from http_service.responses import error_response
 from model.config import Settings
 from model.errors import InvalidRequest
@@ -40,6 +41,8 @@ def _read_url() -> str:
 def create_app(pipeline: Pipeline) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_BYTES
+    drain_limit = largest_body_bytes(pipeline.settings.fetch.max_bytes)
+    app.wsgi_app = DrainUnreadBody(app.wsgi_app, drain_limit)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     register_error_handlers(app)

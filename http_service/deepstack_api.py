@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from http_service.caller import caller_alive
 from http_service.errors import HTTPRefusal, with_retry_after
-from http_service.params import MULTIPART_OVERHEAD_BYTES, multipart_image
+from http_service.params import multipart_image, upload_body_bytes
 from model.errors import DetectorError, InvalidRequest, Unauthorized
 from model.options import DetectOptions
 from model.pipeline import Pipeline
@@ -64,7 +64,7 @@ def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
     @api.post("/v1/vision/detection")
     def detection() -> Any:
         # The form holds the upload: its limit applies before the api_key field can be read.
-        request.max_content_length = max_image_bytes + MULTIPART_OVERHEAD_BYTES
+        request.max_content_length = upload_body_bytes(max_image_bytes)
         if api_key and not hmac.compare_digest(request.form.get("api_key", "").encode(), api_key.encode()):
             raise Unauthorized("Incorrect api key")
         data = multipart_image(request, max_image_bytes)

@@ -28,6 +28,16 @@ _TRUE = {"true", "1"}
 _FALSE = {"false", "0"}
 
 
+def upload_body_bytes(max_image_bytes: int) -> int:
+    """The largest multipart body carrying an image of ``max_image_bytes`` (the file plus its form framing)."""
+    return max_image_bytes + MULTIPART_OVERHEAD_BYTES
+
+
+def largest_body_bytes(max_image_bytes: int) -> int:
+    """The largest body any route accepts: what the front lets through at most."""
+    return max(JSON_BODY_BYTES, BATCH_BODY_BYTES, upload_body_bytes(max_image_bytes))
+
+
 @dataclass(frozen=True)
 class ImageSource:
     """Exactly one of a URL to fetch or uploaded bytes."""
@@ -149,7 +159,7 @@ def image_request(request: Request, max_image_bytes: int) -> tuple[ImageSource, 
 
 def multipart_image(request: Request, max_image_bytes: int) -> bytes:
     """The bytes of the multipart file field ``image``, within the upload limit and not empty."""
-    request.max_content_length = max_image_bytes + MULTIPART_OVERHEAD_BYTES
+    request.max_content_length = upload_body_bytes(max_image_bytes)
     upload = request.files.get(UPLOAD_FIELD)
     if upload is None:
         raise InvalidRequest(f'multipart body needs a file field named "{UPLOAD_FIELD}"', field=UPLOAD_FIELD)

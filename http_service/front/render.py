@@ -7,7 +7,7 @@ import pwd
 from pathlib import Path
 from string import Template
 
-from http_service.params import BATCH_BODY_BYTES, JSON_BODY_BYTES, MULTIPART_OVERHEAD_BYTES
+from http_service.params import BATCH_BODY_BYTES, JSON_BODY_BYTES, upload_body_bytes
 from model.config import ServerSettings, Settings
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
@@ -49,7 +49,7 @@ def render_config(server: ServerSettings, settings: Settings) -> Path:
         backend_timeout=server.http_timeout + 5,
         json_body_bytes=JSON_BODY_BYTES,
         batch_body_bytes=BATCH_BODY_BYTES,
-        upload_body_bytes=settings.fetch.max_bytes + MULTIPART_OVERHEAD_BYTES,
+        upload_body_bytes=upload_body_bytes(settings.fetch.max_bytes),
     )
     config = front / "nginx.conf"
     config.write_text(text)
