@@ -48,6 +48,10 @@ MODEL_INFO = Gauge(
 )
 
 
+# Fixed for the process's life by prepare_dir before this module is imported; read once, not per scrape.
+_METRICS_ROOT = metrics_root()
+
+
 class _AllTransportsCollector:
     """One merge over every transport's files: each metric family appears exactly once.
 
@@ -57,7 +61,7 @@ class _AllTransportsCollector:
 
     def collect(self) -> Iterable[Metric]:
         files = sorted(
-            str(path) for transport in TRANSPORTS for path in (metrics_root() / transport).glob("*.db")
+            str(path) for transport in TRANSPORTS for path in (_METRICS_ROOT / transport).glob("*.db")
         )
         return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
