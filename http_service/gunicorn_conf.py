@@ -49,7 +49,6 @@ control_socket_disable = True
 access_log_format = '%(t)s %({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
 
 
-
 def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
     """The master owns the directory: stale files from a previous run would be summed in."""
     prepare_dir("http", wipe=True)

@@ -17,7 +17,6 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-
 from model.config import ServerSettings
 
 

