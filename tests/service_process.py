@@ -130,7 +130,7 @@ class ServiceProcess:
         """How many processes report a warm model (/readyz reaches only one worker)."""
         try:
             return self.metric("app_model_processes_ready")
-        except (urllib.error.URLError, OSError, AssertionError, KeyError):
+        except (urllib.error.URLError, OSError, AssertionError):
             return 0.0
 
     def grpc_serving(self) -> bool:
@@ -220,20 +220,19 @@ class ServiceProcess:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
-    def error_count(self, transport: str, code: str) -> float:
-        """``app_request_errors_total{transport, code}`` from /metrics (0 before the first such error)."""
-        from prometheus_client.parser import text_string_to_metric_families
+    def metric(self, name: str = "app_http_inference_count", **labels: str) -> float:
+        """The sum of the samples of ``name`` (a counter's ``_total``) whose labels include ``labels``.
 
-        _, text = self.get("/metrics")
-        return sum(s.value for f in text_string_to_metric_families(text) if f.name == "app_request_errors"
-                   for s in f.samples if s.name.endswith("_total") and s.labels == {"transport": transport, "code": code})
-
-    def metric(self, name: str = "app_http_inference_count") -> float:
+        A series nothing has written yet is absent from /metrics, and reads as 0.
+        """
         from prometheus_client.parser import text_string_to_metric_families
 
         status, text = self.get("/metrics")
         assert status == 200
-        for family in text_string_to_metric_families(text):
-            if family.name == name:
-                return family.samples[0].value
-        raise KeyError(name)
+        return sum(sample.value for family in text_string_to_metric_families(text) if family.name == name
+                   for sample in family.samples if sample.name in (name, f"{name}_total")
+                   and labels.items() <= sample.labels.items())
+
+    def error_count(self, transport: str, code: str) -> float:
+        """``app_request_errors_total{transport, code}``."""
+        return self.metric("app_request_errors", transport=transport, code=code)

@@ -62,10 +62,6 @@ def _url(template: str, image_server) -> str:
     return template.format(base=base, port=image_server.port, closed=free_port())
 
 
-def _http_errors(service, code: str) -> float:
-    return service.error_count("http", code)
-
-
 def _assert_still_serving(service, image_server) -> None:
     status, body = service.predict_http(image_server.url("/case/photo.jpg"))
     assert status == 200 and "dog" in body["objects"]
@@ -148,9 +144,9 @@ def test_grpc_oversized_message_is_refused(service):
 
 
 def test_errors_are_counted_by_code(service, image_server):
-    before = _http_errors(service, "address_not_allowed")
+    before = service.error_count("http", "address_not_allowed")
     service.predict_http("http://10.9.9.9/x.jpg")
-    assert _http_errors(service, "address_not_allowed") == before + 1
+    assert service.error_count("http", "address_not_allowed") == before + 1
 
 
 def test_slow_fetches_do_not_block_good_requests(service, image_server):
@@ -218,9 +214,9 @@ def test_json_nested_too_deep_is_the_callers_fault(service, route):
 
 
 def test_a_deeply_nested_body_is_counted_as_an_error(service):
-    before = _http_errors(service, "invalid_request")
+    before = service.error_count("http", "invalid_request")
     service.post("/predict", b'{"url": ' + b"[" * 1000 + b"]" * 1000 + b"}", "application/json")
-    assert _http_errors(service, "invalid_request") == before + 1
+    assert service.error_count("http", "invalid_request") == before + 1
 
 
 @pytest.mark.parametrize(
@@ -296,10 +292,10 @@ def _raw_http(service, request: bytes) -> tuple[int, str, dict]:
 )
 def test_requests_refused_before_the_app_get_the_json_error_shape(service, image_server, request_bytes, status, code):
     """The front (nginx) and gunicorn refuse these themselves: the same JSON shape, and counted."""
-    before = _http_errors(service, code)
+    before = service.error_count("http", code)
     got_status, content_type, body = _raw_http(service, request_bytes)
     assert (got_status, content_type) == (status, "application/json")
-    assert _http_errors(service, code) == before + 1
+    assert service.error_count("http", code) == before + 1
     assert list(body) == ["error"] and body["error"]["code"] == code and body["error"]["message"]
     _assert_still_serving(service, image_server)
 

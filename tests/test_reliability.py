@@ -60,15 +60,10 @@ def tight_service(yolov5_dir, image_server, tmp_path_factory):
 
 
 def _wait_in_flight(service: ServiceProcess, transport: str, count: int, timeout: float = 10.0) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _, text = service.get("/metrics")
-        for family in text_string_to_metric_families(text):
-            if family.name == "app_requests_in_flight":
-                if any(s.labels.get("transport") == transport and s.value >= count for s in family.samples):
-                    return
+        if service.metric("app_requests_in_flight", transport=transport) >= count:
+            return
         time.sleep(0.05)
     raise AssertionError(f"{count} {transport} predictions never got in flight")
 
