@@ -15,6 +15,7 @@ on the public port) reaches: slow clients never hold a gunicorn thread.
 import torch  # noqa: F401
 import torchvision  # noqa: F401
 
+from http_service.params import HEADER_LINE_BYTES
 from model.config import ServerSettings
 from model.metrics_dir import prepare_dir
 
@@ -38,6 +39,9 @@ workers = SERVER.http_workers
 worker_class = "gthread"
 threads = SERVER.http_threads
 timeout = SERVER.http_timeout
+# What nginx lets through, gunicorn takes: its default request line (4094) refused long URLs nginx had accepted.
+limit_request_line = HEADER_LINE_BYTES
+limit_request_field_size = HEADER_LINE_BYTES
 graceful_timeout = 30
 wsgi_app = "http_service.app:create_default_app()"
 accesslog = "-"

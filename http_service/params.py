@@ -23,6 +23,9 @@ OPTION_FIELDS = ("threshold", "classes", "max_detections", "masks")
 JSON_BODY_BYTES = 16 * 1024
 BATCH_BODY_BYTES = 256 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# A request line (and each header line) must fit one of nginx's 8 KiB header buffers with its CRLF;
+# gunicorn behind it is given the same limit (8190 is also gunicorn's largest).
+HEADER_LINE_BYTES = 8 * 1024 - 2
 UPLOAD_FIELD = "image"
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0"}

@@ -300,6 +300,14 @@ def test_requests_refused_before_the_app_get_the_json_error_shape(service, image
     _assert_still_serving(service, image_server)
 
 
+@pytest.mark.parametrize("query_bytes", [4100, 8000])
+def test_a_request_line_within_the_documented_8_kib_is_served(service, query_bytes):
+    """nginx takes request lines up to 8 KiB; gunicorn behind it refused anything over 4094 bytes (a long signed
+    image URL in a query string, say) with 414."""
+    request = b"GET /healthz?pad=" + b"a" * query_bytes + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert _raw_http(service, request)[::2] == (200, {"status": "ok"})
+
+
 @pytest.mark.parametrize(
     "path, content_type, size, status, code",
     [

@@ -7,7 +7,7 @@ import pwd
 from pathlib import Path
 from string import Template
 
-from http_service.params import BATCH_BODY_BYTES, JSON_BODY_BYTES, upload_body_bytes
+from http_service.params import BATCH_BODY_BYTES, HEADER_LINE_BYTES, JSON_BODY_BYTES, upload_body_bytes
 from model.config import ServerSettings, Settings
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
@@ -46,6 +46,7 @@ def render_config(server: ServerSettings, settings: Settings) -> Path:
         http_port=server.http_port,
         worker_connections=WORKER_CONNECTIONS,
         client_timeout=CLIENT_TIMEOUT_SECONDS,
+        header_buffer_bytes=HEADER_LINE_BYTES + 2,
         backend_timeout=server.http_timeout + 5,
         json_body_bytes=JSON_BODY_BYTES,
         batch_body_bytes=BATCH_BODY_BYTES,
