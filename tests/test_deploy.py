@@ -141,5 +141,6 @@ def test_the_deployment_runs_unprivileged_on_a_read_only_root_with_probes_for_bo
     assert pod["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/app/run", "/tmp"}
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["grpc"]["port"] == 9090
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["startupProbe"]["grpc"]["port"] == 9090
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 300
