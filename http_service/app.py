@@ -20,13 +20,15 @@ from http_service.deepstack_api import deepstack_blueprint
 from http_service.detect_api import detect_blueprint
 from http_service.errors import edge_blueprint, register_error_handlers
 from http_service.openapi import openapi_document
-from http_service.params import JSON_BODY_BYTES, largest_body_bytes, read_json, url_field
+from http_service.limits import JSON_BODY_BYTES, largest_body_bytes
+from http_service.params import read_json, url_field
 from http_service.responses import error_response
 from model.config import Settings
 from model.errors import InvalidRequest
+from model.logs import configure_logging
 from model.metrics import HTTP_INFERENCE_COUNT, render
 from model.pipeline import Pipeline
-from model.serving import configure_logging, serve_predict, start_pipeline
+from model.serving import serve_predict, start_pipeline
 
 def _read_url() -> str:
     """The ``url`` field of a JSON object body, or InvalidRequest saying what is wrong."""

@@ -19,7 +19,8 @@ from werkzeug.exceptions import HTTPException
 
 from http_service.caller import caller_alive
 from http_service.errors import HTTPRefusal, with_retry_after
-from http_service.params import multipart_image, upload_body_bytes
+from http_service.limits import upload_body_bytes
+from http_service.params import multipart_image
 from model.errors import DetectorError, InvalidRequest, Unauthorized
 from model.options import DetectOptions
 from model.pipeline import Pipeline

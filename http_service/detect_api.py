@@ -18,8 +18,8 @@ from model.errors import CallerGone, DetectorError, InvalidRequest
 from model.options import DetectOptions, known_classes
 from model.pipeline import Pipeline, Prediction
 from model.serving import record_error, serve_predict, serve_upload
+from http_service.limits import BATCH_BODY_BYTES
 from http_service.params import (
-    BATCH_BODY_BYTES,
     OPTION_FIELDS,
     ImageSource,
     image_request,

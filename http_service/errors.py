@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from http_service.params import JSON_BODY_BYTES
+from http_service.limits import JSON_BODY_BYTES
 from http_service.responses import error_response
 from model.errors import DetectorError
 from model.serving import record_error

@@ -24,13 +24,6 @@ from model.pipeline import DEFAULT_OPTIONS, Pipeline, Prediction
 log = logging.getLogger(__name__)
 
 
-def configure_logging() -> None:
-    """Timestamped lines on stderr, which supervisord forwards to its own stdout."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s", force=True
-    )
-
-
 def _host_of(url: str) -> str:
     try:
         return urlsplit(url).hostname or "-"
