@@ -21,9 +21,10 @@ from grpc_reflection.v1alpha import reflection
 
 from model.config import ServerSettings, Settings
 from model.detector import Detector
+from model.logs import configure_logging
 from model.metrics import GRPC_INFERENCE_COUNT
 from model.pipeline import Pipeline
-from model.serving import configure_logging, serve_predict, start_pipeline
+from model.serving import serve_predict, start_pipeline
 from grpc_service.detection_servicer import DetectorServicer
 from grpc_service.handlers import add_servicer
 from proto import detection_pb2, inference_pb2, inference_pb2_grpc
@@ -62,6 +63,8 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            # Both gRPC programs listen on the port: one restarts while the other serves.
+            ("grpc.so_reuseport", 1),
         ],
     )
     add_servicer(server, inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"], InstanceDetectorServicer(pipeline))
@@ -89,6 +92,9 @@ def main() -> None:
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     pipeline = start_pipeline(settings, on_ready)
+    # Warm before binding: the port is shared (SO_REUSEPORT) with the other gRPC program, and the
+    # kernel would hand a cold process new connections whose calls could only be refused.
+    pipeline.wait_loaded()
     server = build_server(pipeline, health_servicer, address, server_settings.grpc_threads)
     server.start()
     log.info("gRPC server listening on %s", address)

@@ -15,19 +15,21 @@ on the public port) reaches: slow clients never hold a gunicorn thread.
 import torch  # noqa: F401
 import torchvision  # noqa: F401
 
-from http_service.params import HEADER_LINE_BYTES
+from http_service.limits import HEADER_LINE_BYTES
 from model.config import ServerSettings
-from model.metrics_dir import prepare_dir
+from model.metrics_dir import forget_dead_processes, prepare_dir
 
 SERVER = ServerSettings.from_env()
 
-prepare_dir("http", wipe=False)
+METRICS_DIR = prepare_dir("http")
 
 # After the metrics directory: the error writer counts its answers in the multiprocess metrics.
 from http_service import gunicorn_errors  # noqa: E402
 
 gunicorn_errors.install()
 
+# The socket comes from the listeners program (python -m http_service, systemd's LISTEN_FDS);
+# this address only names it in the log.
 bind = f"unix:{SERVER.http_socket}"
 # One worker by default: each worker holds a model and an OpenMP team as wide as the machine;
 # two teams on two cores starve each other (HTTP at c=4: 15 req/s with 2 workers, 22 with 1;
@@ -53,9 +55,9 @@ control_socket_disable = True
 access_log_format = '%(t)s %({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
 
 
-def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
-    """The master owns the directory: stale files from a previous run would be summed in."""
-    prepare_dir("http", wipe=True)
+def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """A worker that reuses a dead process's pid must not start from its live gauges."""
+    forget_dead_processes(METRICS_DIR)
 
 
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature

@@ -123,8 +123,8 @@ class ServiceProcess:
 
     @property
     def model_processes(self) -> int:
-        """Every gunicorn worker plus the gRPC server holds a model."""
-        return int(self.env.get("DETECTOR_HTTP_WORKERS", "1")) + 1
+        """Every gunicorn worker plus the two gRPC servers hold a model."""
+        return int(self.env.get("DETECTOR_HTTP_WORKERS", "1")) + 2
 
     def processes_ready(self) -> float:
         """How many processes report a warm model (/readyz reaches only one worker)."""
@@ -179,6 +179,23 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def supervisord_pid(self) -> int:
+        """supervisord's pid, which is also its session's id: every program stays in that session."""
+        assert self._process is not None, "not launched"
+        return self._process.pid
+
+    def shutdown(self, timeout: float = 60.0) -> float:
+        """What ``make stop`` does: ``supervisorctl shutdown``, then wait for supervisord to exit; seconds taken."""
+        start = time.monotonic()
+        self.supervisorctl("shutdown")
+        assert self._process is not None, "not launched"
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        return time.monotonic() - start
 
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:

@@ -120,7 +120,8 @@ def test_every_process_runs_as_the_unprivileged_user(container):
 def test_supervisorctl_shows_every_program_running(container):
     status = container.wait_running()
     assert [line.split()[:2] for line in status.strip().splitlines()] == [
-        ["front", "RUNNING"], ["grpc", "RUNNING"], ["http", "RUNNING"]], status
+        ["front", "RUNNING"], ["grpc", "RUNNING"], ["grpc2", "RUNNING"], ["http", "RUNNING"],
+        ["listeners", "RUNNING"]], status
 
 
 def test_the_image_runs_on_a_read_only_root_filesystem(image_server):
@@ -142,5 +143,5 @@ def test_docker_stop_ends_every_program_cleanly_within_the_grace_period(containe
     state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name))
     logs = container.logs()
     assert elapsed < STOP_GRACE_SECONDS and state["ExitCode"] == 0, (elapsed, state, logs[-2000:])
-    for program in ("front", "http", "grpc"):
+    for program in ("listeners", "front", "http", "grpc", "grpc2"):
         assert f"stopped: {program} (exit status 0)" in logs, logs[-2000:]

@@ -1,8 +1,11 @@
-"""``python -m http_service.front``: render nginx's configuration, then become nginx.
+"""``python -m http_service.front``: render nginx's configuration, then become nginx on the held port.
 
 supervisord runs this as the ``front`` program. The configuration is rendered
 from the same settings the other processes read (``model.config``), into the
-run directory, so nginx needs no root and writes nothing elsewhere.
+run directory, so nginx needs no root and writes nothing elsewhere. The public
+port itself belongs to the ``listeners`` program (:mod:`http_service.listeners`);
+nginx inherits it through its ``NGINX`` variable, the mechanism of its own
+binary upgrades, so a restart of this program refuses no connection.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import os
 import shutil
 import sys
 
+from http_service.front.orphans import stop_orphaned_workers
 from http_service.front.render import render_config
+from http_service.listeners import exec_with_listener
 from model.config import ServerSettings, Settings
 
 
@@ -24,8 +29,11 @@ def main() -> None:
     if nginx is None:
         sys.exit("nginx is not installed: the HTTP port is served through it (Debian: apt-get install nginx-light, "
                  "or `make nginx`)")
+    stop_orphaned_workers(config.parent / "nginx.pid")
     prefix = str(config.parent)
-    os.execv(nginx, [nginx, "-p", prefix, "-c", str(config), "-e", "stderr", "-g", "daemon off;"])
+    exec_with_listener(
+        "front", [nginx, "-p", prefix, "-c", str(config), "-e", "stderr", "-g", "daemon off;"], {"NGINX": "{fd};"}
+    )
 
 
 main()
