@@ -15,7 +15,7 @@ SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: help setup proto model browser nginx tools run photos status logs reload stop test docker-test bench evaluate hostile clean
+.PHONY: help setup proto model browser nginx tools run photos status logs reload stop test docker-test bench evaluate hostile chaos clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
@@ -23,15 +23,16 @@ SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c super
 help:
 	@echo "make run       set up, export the model, run the service in the foreground (HTTP :8080, gRPC :9090; logs here)"
 	@echo "make photos    serve ../shared/eval/images (PHOTOS=folder) on 127.0.0.1:8000 to try the service on"
-	@echo "make status    the programs' state (front, http, grpc) of a running 'make run'"
+	@echo "make status    the programs' state (listeners, front, http, grpc, grpc2) of a running 'make run'"
 	@echo "make logs      follow the log of a running 'make run' (from another terminal)"
-	@echo "make reload    graceful reload of the HTTP workers (new code or model, no failed request)"
-	@echo "make stop      stop a running 'make run' from another terminal (or Ctrl-C it)"
-	@echo "make test      the whole test suite (make browser test: installs chromium for the page test first)"
+	@echo "make reload    new code or model without a failed request: HTTP workers, then each gRPC server in turn"
+	@echo "make stop      stop a running 'make run' from another terminal (or Ctrl-C it); returns once all stopped"
+	@echo "make test      the whole test suite; installs what its tests need (chromium, nginx, promtool, ...) first"
 	@echo "make docker-test  build the Docker image (own dockerd, debootstrap base, host wheels) and test the container"
 	@echo "make evaluate  accuracy of the running service over ../shared/eval, HTTP and gRPC"
 	@echo "make bench     latency and throughput of the running service"
 	@echo "make hostile   slow clients, overload and memory bombs against a service started for the run"
+	@echo "make chaos     restarts and kill -9 of every process under load, against a service started for the run"
 	@echo "make setup | proto | model | browser | nginx | tools | clean    the steps on their own"
 
 setup: $(STAMP) $(PROTO_OUT)
@@ -67,12 +68,13 @@ $(MODEL_DIR)/model.json: | $(STAMP)
 model: $(MODEL_DIR)/model.json
 
 # supervisord stays in the foreground with every program's log (also in $(RUN_DIR)/service.log,
-# for `make logs`); a line says when all is ready.
+# for `make logs`); a line says when all is ready. Ctrl-C (or a signal to make's process group)
+# stops every program before make returns (scripts/run_service.py).
 run: setup model nginx
 	mkdir -p $(RUN_DIR)
-	@echo "== starting supervisord (front: nginx, http: gunicorn, grpc); the two CRIT lines below are expected (README)"
+	@echo "== starting supervisord (listeners, front: nginx, http: gunicorn, grpc and grpc2); the two CRIT lines below are expected (README)"
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)"; \
-		$(PY) -m scripts.announce_ready & $(VENV)/bin/supervisord -c supervisord.conf 2>&1 | tee $(RUN_DIR)/service.log
+		exec $(PY) -m scripts.run_service supervisord.conf
 
 # Photos to try the service on, served on 127.0.0.1:8000 (PHOTOS=folder for others). The
 # service fetches them only if allowed: DETECTOR_URL_ALLOWLIST=127.0.0.1 make run.
@@ -85,15 +87,24 @@ photos:
 status:
 	$(SUPERVISORCTL) status
 
+# New code or model without a failed request: gunicorn replaces its workers (each warms before it
+# accepts), then the two gRPC servers restart one at a time (each RUNNING once warm) while the other serves.
 reload:
 	$(SUPERVISORCTL) signal HUP http
+	$(SUPERVISORCTL) restart grpc
+	$(SUPERVISORCTL) restart grpc2
 
 logs:
 	@test -f $(RUN_DIR)/service.log || { echo "no log yet: make run writes $(RUN_DIR)/service.log"; exit 2; }
 	tail -n 100 -f $(RUN_DIR)/service.log
 
+# Returns once supervisord has stopped every program and exited (bounded by their stop timeouts).
 stop:
-	$(SUPERVISORCTL) shutdown
+	@PID=$$(cat $(RUN_DIR)/supervisord.pid 2>/dev/null); \
+	$(SUPERVISORCTL) shutdown || exit $$?; \
+	for i in $$(seq 600); do [ -n "$$PID" ] && kill -0 $$PID 2>/dev/null || break; sleep 0.1; done; \
+	if [ -n "$$PID" ] && kill -0 $$PID 2>/dev/null; then echo "supervisord ($$PID) is still stopping after 60 s"; exit 1; fi; \
+	echo "stopped"
 
 # Debian packages, installed only when missing (with sudo unless root).
 APT_INSTALL = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -119,7 +130,7 @@ tools: nginx
 		printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$POLICY >/dev/null && $$SUDO chmod +x $$POLICY && \
 		{ $(APT_INSTALL) prometheus; status=$$?; $$SUDO rm -f $$POLICY; exit $$status; }; fi; }
 
-test: setup tools
+test: setup tools browser
 	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest $(PYTEST_ARGS)
 
 evaluate: setup
@@ -137,6 +148,11 @@ docker-test: setup
 # Slow clients, slow image servers, overload and memory bombs against a service started for the run.
 hostile: setup nginx model
 	$(PY) -m scripts.hostile_load --serve $(MODEL_DIR) --images $(SHARED_DIR)/eval/images
+
+# Every operator action (reload, restart of each program, kill -9 of each process) under steady
+# load on both transports; prints the table of docs/operations.md and fails on a broken promise.
+chaos: setup nginx model
+	$(PY) -m scripts.chaos --serve $(MODEL_DIR) --images $(SHARED_DIR)/eval/images
 
 clean:
 	rm -rf $(RUN_DIR) $(PROTO_OUT) .pytest_cache

@@ -1,18 +1,16 @@
-#!/usr/bin/env python3
-"""Print one line when the service `make run` started is ready: where, which model, how to stop it.
+"""The one line `make run` prints when the service is ready: where, which model, how to stop it.
 
-`make run` starts this beside supervisord (which stays in the foreground with every program's
-log); it polls /v1/model and the gRPC health service on 127.0.0.1 and exits after announcing,
-or after 15 minutes.
+:mod:`scripts.run_service` asks for it beside supervisord's log; it polls /v1/model and the gRPC
+health service on 127.0.0.1 until both answer, the service stops, or 15 minutes pass.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,24 +35,19 @@ def _grpc_serving(target: str) -> bool:
         return False
 
 
-def main() -> int:
+def wait_ready(give_up: Callable[[], bool]) -> str | None:
+    """The ready line once both transports answer; None if ``give_up()`` turns true first."""
     server = ServerSettings.from_env()
     http = f"http://127.0.0.1:{server.http_port}"
     target = f"127.0.0.1:{server.grpc_port}"
     deadline = time.monotonic() + 15 * 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not give_up():
         model = _model(http)
         if model is not None and _grpc_serving(target):
-            print(
+            return (
                 f"\n==> ready: {http}/ (page), POST {http}/predict, gRPC {target}; model {model['name']} "
                 f"({model['precision']}, licence {model['license'].split(':')[0]}). "
-                "Stop with Ctrl-C here, or `make stop` from another terminal.\n",
-                flush=True,
+                "Stop with Ctrl-C here, or `make stop` from another terminal.\n\n"
             )
-            return 0
         time.sleep(1)
-    return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return None
