@@ -144,3 +144,27 @@ def test_the_deployment_runs_unprivileged_on_a_read_only_root_with_probes_for_bo
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["grpc"]["port"] == 9090
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 300
+
+
+def test_a_rolling_update_keeps_every_replica_and_drains_the_old_pod():
+    """maxUnavailable 0, a preStop pause, and a grace period longer than the pause plus supervisord's stop."""
+    import configparser
+
+    import yaml
+
+    deployment = yaml.safe_load((KUBERNETES_DIR / "deployment.yaml").read_text())
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pause = int(command[1])
+    supervisord = configparser.RawConfigParser()
+    supervisord.read(REPO_ROOT / "supervisord.conf")
+    waits: dict[int, int] = {}
+    for section in supervisord.sections():
+        if section.startswith("program:"):
+            priority = supervisord.getint(section, "priority", fallback=999)
+            waits[priority] = max(waits.get(priority, 0), supervisord.getint(section, "stopwaitsecs"))
+    # supervisord stops one priority level after the other, the programs of a level together.
+    assert pod["terminationGracePeriodSeconds"] >= pause + sum(waits.values())

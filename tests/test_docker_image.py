@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from scripts.chaos import MAX_KILL_FAILURES, SteadyLoad
 from scripts.evaluate import evaluate, grpc_predictor, http_predictor, mean_score, serve_folder
 from tests.service_process import ServiceProcess, free_port
 
@@ -122,6 +123,29 @@ def test_supervisorctl_shows_every_program_running(container):
     assert [line.split()[:2] for line in status.strip().splitlines()] == [
         ["front", "RUNNING"], ["grpc", "RUNNING"], ["grpc2", "RUNNING"], ["http", "RUNNING"],
         ["listeners", "RUNNING"]], status
+
+
+def test_restarts_and_a_kill_inside_the_container_fail_no_request(container, image_server):
+    """docs/operations.md's promises with supervisord as PID 1: `docker exec <container> supervisorctl restart`."""
+    assert "supervisord" in docker("exec", container.name, "cat", "/proc/1/cmdline")
+    load = SteadyLoad(container.http_url, container.grpc_target, image_server.url("/images/darknet_dog.jpg"))
+    load.start()
+    try:
+        time.sleep(2)
+        for program in ("http", "grpc", "front"):
+            assert f"{program}: started" in container.supervisorctl("restart", program)
+        kill_start = time.monotonic()
+        docker("exec", container.name, "kill", "-9", container.supervisorctl("pid", "grpc2").strip())
+        assert container.wait_running(timeout=60).count("RUNNING") == 5
+        time.sleep(2)
+    finally:
+        load.stop()
+    restarts = [c for c in load.calls if c.start < kill_start]
+    after_kill = [c for c in load.calls if c.start >= kill_start]
+    assert {c.transport for c in restarts if c.ok} == {"http", "grpc"}
+    assert [c for c in restarts if not c.ok] == []
+    for transport in ("http", "grpc"):
+        assert sum(not c.ok for c in after_kill if c.transport == transport) <= MAX_KILL_FAILURES
 
 
 def test_the_image_runs_on_a_read_only_root_filesystem(image_server):

@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Operate the service under steady load and check the promises of docs/operations.md.
+
+Starts the real service (supervisord and every program) on free 127.0.0.1 ports,
+runs two HTTP clients calling ``POST /predict`` and two gRPC clients calling
+``inference.InstanceDetector/Predict`` back to back on one photo served from
+127.0.0.1, and performs each operator action in turn: ``make reload``,
+``supervisorctl restart`` of ``http``, ``grpc`` and ``front``, and ``kill -9`` of
+each kind of process. For every action and transport it prints the requests
+that started from the action until the service was back to full capacity (plus
+a short settle), how many failed, their p99 and the longest gap between two
+answers. Then it stops the service as ``make stop`` does and looks for
+survivors.
+
+Exits non-zero when a promise is broken:
+- a restart or reload fails a request;
+- a ``kill -9`` fails more than 2 requests per transport, or the service is not
+  back to full capacity (every program RUNNING, every model process warm, both
+  transports answering) within 20 s of it ("back in" also shows, for restarts,
+  how long the command itself took: it returns once the program is RUNNING);
+- ``app_http_inference_count_total`` did not rise by one per /predict call that
+  reached the app;
+- a process of the service, or a listener on its ports, survives the stop.
+
+Bounded: each action waits at most 60 s for capacity and the whole run at most
+``--time-limit`` seconds; load goes only to 127.0.0.1.
+
+    python -m scripts.chaos --serve artifacts/model --images ../shared/eval/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import grpc
+
+from scripts.bench import percentile
+from tests.image_server import ImageServer
+from tests.service_process import ServiceProcess
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PHOTO = "darknet_dog.jpg"
+MAX_KILL_FAILURES = 2
+CAPACITY_SECONDS = 20.0
+SETTLE_SECONDS = 2.0
+ACTION_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class Call:
+    transport: str
+    start: float
+    end: float
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class SteadyLoad:
+    """Clients calling back to back until stopped; every call is recorded with its outcome.
+
+    HTTP clients open a connection per call, as curl does; gRPC clients keep one
+    channel each, as a gRPC application does.
+    """
+
+    http_url: str
+    grpc_target: str
+    image_url: str
+    http_clients: int = 2
+    grpc_clients: int = 2
+    calls: list[Call] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def _http_client(self) -> None:
+        body = json.dumps({"url": self.image_url}).encode()
+        while not self._stop.is_set():
+            request = urllib.request.Request(
+                f"{self.http_url}/predict", data=body, headers={"Content-Type": "application/json"}
+            )
+            start = time.monotonic()
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    ok, error = bool(json.loads(response.read()).get("objects")), ""
+            except urllib.error.HTTPError as failure:
+                ok, error = False, f"HTTP {failure.code}"
+            except (urllib.error.URLError, OSError, ValueError) as failure:
+                ok, error = False, type(failure).__name__
+            self._record(Call("http", start, time.monotonic(), ok, error))
+            if not ok:
+                time.sleep(0.05)
+
+    def _grpc_client(self) -> None:
+        from proto import inference_pb2, inference_pb2_grpc
+
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            stub = inference_pb2_grpc.InstanceDetectorStub(channel)
+            while not self._stop.is_set():
+                start = time.monotonic()
+                try:
+                    ok = bool(stub.Predict(inference_pb2.InstanceDetectorInput(url=self.image_url), timeout=60).objects)
+                    error = ""
+                except grpc.RpcError as failure:
+                    ok, error = False, failure.code().name
+                self._record(Call("grpc", start, time.monotonic(), ok, error))
+                if not ok:
+                    time.sleep(0.05)
+
+    def start(self) -> None:
+        clients = [self._http_client] * self.http_clients + [self._grpc_client] * self.grpc_clients
+        self._threads = [threading.Thread(target=client, daemon=True) for client in clients]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=70)
+
+    def window(self, transport: str, start: float, end: float) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.transport == transport and start <= c.start <= end]
+
+    def answered_after(self, transport: str, moment: float) -> bool:
+        with self._lock:
+            return any(c.ok and c.transport == transport and c.start >= moment for c in self.calls)
+
+
+def summarise(calls: list[Call], start: float, end: float) -> dict:
+    """Requests, failures, p99 and the longest wait for an answer (from the action's start) in a window."""
+    answers = sorted([start] + [c.end for c in calls if c.ok] + [end])
+    gap = max(b - a for a, b in zip(answers, answers[1:]))
+    latencies = [c.end - c.start for c in calls]
+    return {
+        "requests": len(calls),
+        "failed": sum(not c.ok for c in calls),
+        "errors": sorted({c.error for c in calls if not c.ok}),
+        "p99_ms": percentile(latencies, 99) * 1000 if latencies else float("nan"),
+        "longest_gap_s": gap,
+    }
+
+
+@dataclass
+class Action:
+    name: str
+    kind: str  # "restart": no request may fail; "kill": at most MAX_KILL_FAILURES per transport
+    run: Callable[[], None]
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+def actions(service: ServiceProcess) -> list[Action]:
+    def make_reload() -> None:
+        subprocess.run(["make", "-s", "reload", f"RUN_DIR={service.run_dir}", f"VENV={sys.prefix}"],
+                       cwd=REPO_ROOT, env=service.env, check=True, timeout=120, capture_output=True)
+
+    def restart(program: str) -> Callable[[], None]:
+        return lambda: _check_restarted(service.supervisorctl("restart", program), program)
+
+    return [
+        Action("make reload", "restart", make_reload),
+        Action("supervisorctl restart http", "restart", restart("http")),
+        Action("supervisorctl restart grpc", "restart", restart("grpc")),
+        Action("supervisorctl restart front", "restart", restart("front")),
+        Action("kill -9 gunicorn worker", "kill", lambda: _kill(service.http_worker_pids()[0])),
+        Action("kill -9 gunicorn master", "kill", lambda: _kill(service.program_pid("http"))),
+        Action("kill -9 gRPC server", "kill", lambda: _kill(service.program_pid("grpc"))),
+        Action("kill -9 nginx master", "kill", lambda: _kill(service.program_pid("front"))),
+        Action("kill -9 listeners", "kill", lambda: _kill(service.program_pid("listeners"))),
+    ]
+
+
+def _check_restarted(output: str, program: str) -> None:
+    if f"{program}: started" not in output:
+        raise RuntimeError(f"supervisorctl restart {program}: {output.strip()}")
+
+
+def full_capacity(service: ServiceProcess, load: SteadyLoad, since: float) -> bool:
+    """Every program RUNNING, every model process warm, and both transports answering again."""
+    status = service.supervisorctl("status").strip().splitlines()
+    return (
+        bool(status) and all(" RUNNING " in line for line in status)
+        and service.processes_ready() >= service.model_processes
+        and load.answered_after("http", since) and load.answered_after("grpc", since)
+    )
+
+
+def service_processes(run_dir: Path, session: int) -> list[int]:
+    """Processes started for this service: in supervisord's session, or with DETECTOR_RUN_DIR=<run_dir>.
+
+    Programs run in process groups of their own but stay in supervisord's session, orphans
+    included; nginx rewrites the memory its environment was in, so the session finds it.
+    """
+    marker = f"DETECTOR_RUN_DIR={run_dir}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            in_session = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[3]) == session
+            if in_session or marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run(model_dir: Path, images: Path, time_limit: float, env: dict[str, str]) -> tuple[list[dict], list[str]]:
+    problems: list[str] = []
+    rows: list[dict] = []
+    run_dir = Path(tempfile.mkdtemp(prefix="chaos-run-"))
+    images_server = ImageServer(images)
+    images_server.start()
+    service = ServiceProcess(REPO_ROOT, model_dir, run_dir, env)
+    deadline = time.monotonic() + time_limit
+    try:
+        service.start()
+        load = SteadyLoad(service.http_url, service.grpc_target, images_server.url(f"/images/{PHOTO}"))
+        counter_before = service.metric()
+        load.start()
+        time.sleep(SETTLE_SECONDS)
+        for action in actions(service):
+            if time.monotonic() > deadline:
+                problems.append(f"time limit reached before {action.name}")
+                break
+            start = time.monotonic()
+            action.run()
+            while not full_capacity(service, load, start):
+                if time.monotonic() - start > ACTION_TIMEOUT_SECONDS:
+                    break
+                time.sleep(0.25)
+            back = time.monotonic() - start
+            time.sleep(SETTLE_SECONDS)
+            end = time.monotonic()
+            for transport in ("http", "grpc"):
+                row = {"action": action.name, "transport": transport, "back_s": back,
+                       **summarise(load.window(transport, start, end), start, end)}
+                rows.append(row)
+                allowed = 0 if action.kind == "restart" else MAX_KILL_FAILURES
+                if row["failed"] > allowed:
+                    problems.append(f"{action.name}: {row['failed']} {transport} requests failed "
+                                    f"(at most {allowed} allowed): {', '.join(row['errors'])}")
+            if action.kind == "kill" and back > CAPACITY_SECONDS:
+                problems.append(f"{action.name}: back to full capacity after {back:.1f} s (promise: {CAPACITY_SECONDS:.0f} s)")
+        load.stop()
+        http_calls = [c for c in load.calls if c.transport == "http"]
+        counted = service.metric() - counter_before
+        answered = sum(c.ok for c in http_calls)
+        if not answered <= counted <= len(http_calls):
+            problems.append(f"app_http_inference_count_total rose by {counted:.0f} for {len(http_calls)} /predict calls "
+                            f"of which {answered} were answered")
+        session = service.supervisord_pid
+        survivors_before = service_processes(run_dir, session)
+        took = service.shutdown()
+        time.sleep(0.5)
+        survivors = service_processes(run_dir, session)
+        if survivors:
+            problems.append(f"processes survived the stop: {survivors}")
+        for port in (service.http_port, service.grpc_port):
+            if listening(port):
+                problems.append(f"port {port} still accepts connections after the stop")
+        print(f"stop: {len(survivors_before)} processes stopped in {took:.1f} s; survivors: {survivors or 'none'}")
+    finally:
+        service.stop()
+        images_server.stop()
+    return rows, problems
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'action':32} {'transport':9} {'requests':>8} {'failed':>6} {'p99 ms':>8} {'longest gap s':>13} {'back in s':>9}")
+    for row in rows:
+        print(f"{row['action']:32} {row['transport']:9} {row['requests']:8d} {row['failed']:6d} "
+              f"{row['p99_ms']:8.0f} {row['longest_gap_s']:13.2f} {row['back_s']:9.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", type=Path, required=True, metavar="MODEL_DIR", help="the export to serve")
+    parser.add_argument("--images", type=Path, required=True, help=f"a folder holding {PHOTO}")
+    parser.add_argument("--time-limit", type=float, default=240.0, help="seconds for all the actions")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the service")
+    parser.add_argument("--json", type=Path, help="write the rows and problems here")
+    args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} CPUs); load: 2 HTTP + 2 gRPC clients back to back on {PHOTO}")
+    rows, problems = run(args.serve, args.images, args.time_limit, env)
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_model(), "rows": rows, "problems": problems}, indent=2))
+    for problem in problems:
+        print(f"BROKEN: {problem}")
+    print("\nall promises kept" if not problems else f"\n{len(problems)} promise(s) broken")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
