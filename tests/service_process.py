@@ -97,7 +97,7 @@ class ServiceProcess:
 
     def launch(self) -> None:
         """Start supervisord without waiting for the programs."""
-        log = open(self.log_path, "wb")
+        log = open(self.log_path, "ab")  # O_APPEND: programs write through /dev/stdout too
         self._process = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.repo / "supervisord.conf")],
             cwd=self.repo, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

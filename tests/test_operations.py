@@ -130,6 +130,18 @@ def test_make_stop_then_a_signal_to_the_group_still_stops_everything(make_run):
     assert not any(listening(port) for port in run.ports)
 
 
+def test_the_foreground_killed_outright_still_takes_the_service_down(make_run):
+    """kill -9 of make run's foreground (nothing can catch it): the kernel tells supervisord (PR_SET_PDEATHSIG)."""
+    run = make_run()
+    supervisord = run.wait_ready()
+    foreground = int(Path(f"/proc/{supervisord}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert "scripts.run_service" in Path(f"/proc/{foreground}/cmdline").read_text()
+    os.kill(foreground, signal.SIGKILL)
+    run.make.wait(timeout=90)
+    assert _wait_gone(run, supervisord) == []
+    assert not any(listening(port) for port in run.ports)
+
+
 # The listeners program -----------------------------------------------------------------------
 
 @pytest.fixture

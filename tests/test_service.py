@@ -33,7 +33,7 @@ def test_http_and_grpc_give_the_same_objects(service, image_server):
 
 
 def test_every_model_process_reports_ready(service):
-    assert service.metric("app_model_processes_ready") == service.model_processes == 3
+    assert service.metric("app_model_processes_ready") == service.model_processes == 4  # 2 workers, 2 gRPC servers
 
 
 def test_counter_is_parsed_as_the_contract_says(service):
