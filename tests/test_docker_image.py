@@ -135,7 +135,7 @@ def test_restarts_and_a_kill_inside_the_container_fail_no_request(container, ima
         for program in ("http", "grpc", "front"):
             assert f"{program}: started" in container.supervisorctl("restart", program)
         kill_start = time.monotonic()
-        docker("exec", container.name, "kill", "-9", container.supervisorctl("pid", "grpc2").strip())
+        docker("exec", container.name, "sh", "-c", f"kill -9 {int(container.supervisorctl('pid', 'grpc2'))}")
         assert container.wait_running(timeout=60).count("RUNNING") == 5
         time.sleep(2)
     finally:
