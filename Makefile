@@ -88,11 +88,15 @@ status:
 	$(SUPERVISORCTL) status
 
 # New code or model without a failed request: gunicorn replaces its workers (each warms before it
-# accepts), then the two gRPC servers restart one at a time (each RUNNING once warm) while the other serves.
+# accepts), then the two gRPC servers restart one at a time, the next only once the first serves
+# again (RUNNING alone is supervisord's timer, not the model being warm).
+GRPC_READY = DETECTOR_RUN_DIR="$(RUN_DIR)" $(PY) -m grpc_service.readiness
 reload:
 	$(SUPERVISORCTL) signal HUP http
 	$(SUPERVISORCTL) restart grpc
+	$(GRPC_READY) grpc
 	$(SUPERVISORCTL) restart grpc2
+	$(GRPC_READY) grpc2
 
 logs:
 	@test -f $(RUN_DIR)/service.log || { echo "no log yet: make run writes $(RUN_DIR)/service.log"; exit 2; }

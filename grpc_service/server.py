@@ -14,6 +14,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -51,7 +52,8 @@ class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
 
 
 def build_server(
-    pipeline: Pipeline, health_servicer: health.HealthServicer, address: str, max_workers: int
+    pipeline: Pipeline, health_servicer: health.HealthServicer, address: str, max_workers: int,
+    instance_socket: Path | None = None,
 ) -> grpc.Server:
     """Predictions may hold only ``max_in_flight`` of the ``max_workers`` threads (model.admission), so
     health checks and GetModel always find one; RPCs beyond threads plus that many again wait in no
@@ -75,6 +77,9 @@ def build_server(
     )
     if server.add_insecure_port(address) == 0:
         raise RuntimeError(f"could not bind gRPC server to {address}")
+    # The shared port reaches either server; this socket reaches this one (grpc_service.readiness).
+    if instance_socket is not None and server.add_insecure_port(f"unix:{instance_socket}") == 0:
+        raise RuntimeError(f"could not bind gRPC server to {instance_socket}")
     return server
 
 
@@ -95,7 +100,8 @@ def main() -> None:
     # Warm before binding: the port is shared (SO_REUSEPORT) with the other gRPC program, and the
     # kernel would hand a cold process new connections whose calls could only be refused.
     pipeline.wait_loaded()
-    server = build_server(pipeline, health_servicer, address, server_settings.grpc_threads)
+    server = build_server(pipeline, health_servicer, address, server_settings.grpc_threads,
+                          server_settings.grpc_instance_socket())
     server.start()
     log.info("gRPC server listening on %s", address)
     stop = threading.Event()

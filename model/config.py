@@ -103,10 +103,16 @@ class ServerSettings:
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 9090
     grpc_threads: int = 24
+    # Which of the gRPC programs this process is (supervisord's SUPERVISOR_PROCESS_NAME).
+    grpc_instance: str = "grpc"
 
     @property
     def http_socket(self) -> Path:
         return self.run_dir / "http.sock"
+
+    def grpc_instance_socket(self, instance: str | None = None) -> Path:
+        """One gRPC server's own address beside the shared port: asks that process, not whichever the kernel picks."""
+        return self.run_dir / f"{instance or self.grpc_instance}.sock"
 
     @property
     def metrics_dir(self) -> Path:
@@ -125,6 +131,7 @@ class ServerSettings:
             grpc_host=env.get("DETECTOR_GRPC_HOST", "").strip() or "0.0.0.0",
             grpc_port=_env_int(env, "DETECTOR_GRPC_PORT", 9090),
             grpc_threads=_env_int(env, "DETECTOR_GRPC_THREADS", 24),
+            grpc_instance=env.get("SUPERVISOR_PROCESS_NAME", "").strip() or "grpc",
         )
 
 

@@ -119,7 +119,7 @@ class SteadyLoad:
                     ok = bool(stub.Predict(inference_pb2.InstanceDetectorInput(url=self.image_url), timeout=60).objects)
                     error = ""
                 except grpc.RpcError as failure:
-                    ok, error = False, failure.code().name
+                    ok, error = False, f"{failure.code().name}: {failure.details()}"
                 self._record(Call("grpc", start, time.monotonic(), ok, error))
                 if not ok:
                     time.sleep(0.05)

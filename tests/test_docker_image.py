@@ -130,9 +130,11 @@ def test_restarts_and_a_kill_inside_the_container_fail_no_request(container, ima
     assert "supervisord" in docker("exec", container.name, "cat", "/proc/1/cmdline")
     load = SteadyLoad(container.http_url, container.grpc_target, image_server.url("/images/darknet_dog.jpg"))
     load.start()
+    phases: list[tuple[float, str]] = []
     try:
         time.sleep(2)
         for program in ("http", "grpc", "front"):
+            phases.append((time.monotonic(), f"restart {program}"))
             assert f"{program}: started" in container.supervisorctl("restart", program)
         kill_start = time.monotonic()
         docker("exec", container.name, "sh", "-c", f"kill -9 {int(container.supervisorctl('pid', 'grpc2'))}")
@@ -143,7 +145,8 @@ def test_restarts_and_a_kill_inside_the_container_fail_no_request(container, ima
     restarts = [c for c in load.calls if c.start < kill_start]
     after_kill = [c for c in load.calls if c.start >= kill_start]
     assert {c.transport for c in restarts if c.ok} == {"http", "grpc"}
-    assert [c for c in restarts if not c.ok] == []
+    failed = [(c, ([name for start, name in phases if start <= c.start] or ["before"])[-1]) for c in restarts if not c.ok]
+    assert failed == [], (failed, container.logs()[-4000:])
     for transport in ("http", "grpc"):
         assert sum(not c.ok for c in after_kill if c.transport == transport) <= MAX_KILL_FAILURES
 

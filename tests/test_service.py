@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -107,6 +109,14 @@ def test_model_info_metric_names_the_served_model(service):
 
 
 PROGRAMS = ("listeners", "front", "http", "grpc", "grpc2")
+
+
+def test_each_grpc_server_answers_its_readiness_check_on_its_own_socket(service):
+    """make reload waits on these between the two gRPC restarts; a name with no server times out."""
+    for name, expected in (("grpc", 0), ("grpc2", 0), ("grpc3", 1)):
+        result = subprocess.run([sys.executable, "-m", "grpc_service.readiness", name, "--timeout", "3"],
+                                env=service.env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == expected, (name, result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize("program", ["http", "grpc", "front"])
