@@ -7,7 +7,7 @@ runs two HTTP clients calling ``POST /predict`` and two gRPC clients calling
 127.0.0.1, and performs each operator action in turn: ``make reload``,
 ``supervisorctl restart`` of ``http``, ``grpc`` and ``front``, and ``kill -9`` of
 each kind of process. For every action and transport it prints the requests
-that started from the action until the service was back to full capacity (plus
+that ended from the action until the service was back to full capacity (plus
 a short settle), how many failed, their p99 and the longest gap between two
 answers. Then it stops the service as ``make stop`` does and looks for
 survivors.
@@ -136,8 +136,10 @@ class SteadyLoad:
             thread.join(timeout=70)
 
     def window(self, transport: str, start: float, end: float) -> list[Call]:
+        """The calls that ended in the window: a failure belongs to the action that caused it, even
+        if the call started just before (one in flight on a process killed the next instant)."""
         with self._lock:
-            return [c for c in self.calls if c.transport == transport and start <= c.start <= end]
+            return [c for c in self.calls if c.transport == transport and start <= c.end <= end]
 
     def answered_after(self, transport: str, moment: float) -> bool:
         with self._lock:
