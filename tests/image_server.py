@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import struct
+import sys
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,6 +102,15 @@ def make_cases(photo: Path) -> dict[str, tuple[bytes, str]]:
     }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up (the service's fetch, its process killed) is no error of the server's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class ImageServer:
     def __init__(self, images: Path, photo: str = "darknet_dog.jpg"):
         self.images = Path(images)
@@ -109,8 +119,7 @@ class ImageServer:
         # Per server: stopping one server must not end another's slow or endless responses.
         self.stopping = threading.Event()
         handler = self._handler()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
