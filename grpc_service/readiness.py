@@ -21,6 +21,7 @@ from model.config import ServerSettings
 
 
 def serving(target: str) -> bool:
+    """The gRPC health service at ``target`` (an address or ``unix:`` path) answers SERVING."""
     try:
         with grpc.insecure_channel(target) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)

@@ -12,9 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from grpc_service.readiness import serving
 from model.config import ServerSettings
 
 
@@ -26,15 +24,6 @@ def _model(http: str) -> dict | None:
         return None
 
 
-def _grpc_serving(target: str) -> bool:
-    try:
-        with grpc.insecure_channel(target) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-            return reply.status == health_pb2.HealthCheckResponse.SERVING
-    except grpc.RpcError:
-        return False
-
-
 def wait_ready(give_up: Callable[[], bool]) -> str | None:
     """The ready line once both transports answer; None if ``give_up()`` turns true first."""
     server = ServerSettings.from_env()
@@ -43,7 +32,7 @@ def wait_ready(give_up: Callable[[], bool]) -> str | None:
     deadline = time.monotonic() + 15 * 60
     while time.monotonic() < deadline and not give_up():
         model = _model(http)
-        if model is not None and _grpc_serving(target):
+        if model is not None and serving(target):
             return (
                 f"\n==> ready: {http}/ (page), POST {http}/predict, gRPC {target}; model {model['name']} "
                 f"({model['precision']}, licence {model['license'].split(':')[0]}). "
