@@ -99,14 +99,22 @@ class Holder:
         self.server = server
         self.stop = threading.Event()
         self.sockets: dict[str, socket.socket] = {}
-        self._ready = {"front": threading.Event(), "http": threading.Event()}
+        self.failed = False
         self._binders = {
             "front": lambda: _tcp(server),
             "http": lambda: _unix(server.http_socket),
         }
+        self._ready = {name: threading.Event() for name in self._binders}
 
     def _acquire(self, name: str) -> None:
-        sock = _bind_when_free(name, self._binders[name], self.stop)
+        try:
+            sock = _bind_when_free(name, self._binders[name], self.stop)
+        except OSError as error:
+            # Not "in use" but impossible (a privileged port, a bad host): exit, so supervisord says so.
+            log.critical("cannot bind the %s socket: %s", name, error)
+            self.failed = True
+            self.stop.set()
+            return
         if sock is not None:
             self.sockets[name] = sock
             self._ready[name].set()
@@ -190,7 +198,7 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: holder.stop.set())
     holder.serve()
-    sys.exit(0)
+    sys.exit(1 if holder.failed else 0)
 
 
 if __name__ == "__main__":
