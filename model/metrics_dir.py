@@ -21,6 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
+from model import procfs
 from model.config import ServerSettings
 
 TRANSPORTS = ("http", "grpc")
@@ -33,12 +34,8 @@ def metrics_root() -> Path:
 
 def _supervisor_identity() -> str:
     """The parent that started this program (supervisord), as pid and start time: unique across restarts."""
-    parent = os.getppid()
-    try:
-        start_time = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        start_time = "unknown"
-    return f"{parent}-{start_time}"
+    parent = procfs.stat(os.getppid())
+    return f"{os.getppid()}-{parent.start_time if parent else 'unknown'}"
 
 
 def forget_dead_processes(directory: Path) -> list[int]:
@@ -49,7 +46,7 @@ def forget_dead_processes(directory: Path) -> list[int]:
         if match is None:
             continue
         pid = int(match.group(1))
-        if pid == os.getpid() or not Path(f"/proc/{pid}").exists():
+        if pid == os.getpid() or procfs.stat(pid) is None:
             path.unlink(missing_ok=True)
             forgotten.append(pid)
     return forgotten

@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
+from model import procfs
 from scripts.evaluate import Predict, grpc_predictor, http_predictor, serve_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -89,19 +90,6 @@ def run_level(predict: Predict, urls: list[str], concurrency: int, count: int, t
     return summarise(latencies, errors, time.perf_counter() - started)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -130,7 +118,7 @@ def service_memory(run_dir: Path) -> dict[str, float] | None:
     while todo:
         pid = todo.pop()
         tree.append(pid)
-        todo.extend(_children(pid))
+        todo.extend(procfs.children(pid))
     peak = sum(_status_kb(pid, "VmHWM") for pid in tree) / 1024
     current = sum(_status_kb(pid, "VmRSS") for pid in tree) / 1024
     pss = sum(_pss_kb(pid) for pid in tree) / 1024

@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from typing import Callable
 
 import grpc
 
+from model import procfs
 from scripts.bench import percentile
 from tests.image_server import ImageServer
 from tests.service_process import ServiceProcess
@@ -215,19 +217,16 @@ def service_processes(run_dir: Path, session: int) -> list[int]:
     """
     marker = f"DETECTOR_RUN_DIR={run_dir}".encode()
     found = []
-    for proc in Path("/proc").glob("[0-9]*"):
+    for process in procfs.processes():
         try:
-            in_session = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[3]) == session
-            if in_session or marker in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
-        except (OSError, IndexError, ValueError):
+            if process.session == session or marker in (procfs.PROC / str(process.pid) / "environ").read_bytes().split(b"\0"):
+                found.append(process.pid)
+        except OSError:
             continue
     return [pid for pid in found if pid != os.getpid()]
 
 
 def listening(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(("127.0.0.1", port)) == 0

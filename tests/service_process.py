@@ -15,6 +15,8 @@ from pathlib import Path
 
 import grpc
 
+from model import procfs
+
 
 def error_details(error: grpc.RpcError) -> dict:
     """The structured details of a failed call: ErrorInfo's reason and metadata, BadRequest's fields, RetryInfo."""
@@ -166,16 +168,7 @@ class ServiceProcess:
 
     def http_worker_pids(self) -> list[int]:
         """The gunicorn workers: children of the ``http`` program's master."""
-        master = self.program_pid("http")
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == master:
-                children.append(int(stat.parent.name))
-        return sorted(children)
+        return procfs.children(self.program_pid("http"))
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -19,23 +19,12 @@ from pathlib import Path
 import pytest
 
 from http_service.listeners import Holder, receive
+from model import procfs
 from model.config import ServerSettings
 from model.metrics_dir import forget_dead_processes, prepare_dir
 from scripts.chaos import listening, service_processes
 from tests.conftest import REPO_ROOT
-from tests.service_process import free_port
-
-
-def _service_env() -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)
-    return {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DETECTOR_HTTP_HOST": "127.0.0.1",
-        "DETECTOR_HTTP_PORT": str(free_port()),
-        "DETECTOR_GRPC_HOST": "127.0.0.1",
-        "DETECTOR_GRPC_PORT": str(free_port()),
-    }
+from tests.service_process import ServiceProcess, free_port
 
 
 class MakeRun:
@@ -43,7 +32,8 @@ class MakeRun:
 
     def __init__(self, run_dir: Path, model_dir: Path) -> None:
         self.run_dir = run_dir
-        self.env = _service_env()
+        # The environment the integration tests give supervisord: free 127.0.0.1 ports, the venv's PATH.
+        self.env = ServiceProcess(REPO_ROOT, model_dir, run_dir).env
         self.output = run_dir.parent / f"{run_dir.name}-make.out"
         with open(self.output, "wb") as out:
             self.make = subprocess.Popen(
@@ -134,7 +124,7 @@ def test_the_foreground_killed_outright_still_takes_the_service_down(make_run):
     """kill -9 of make run's foreground (nothing can catch it): the kernel tells supervisord (PR_SET_PDEATHSIG)."""
     run = make_run()
     supervisord = run.wait_ready()
-    foreground = int(Path(f"/proc/{supervisord}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    foreground = procfs.stat(supervisord).ppid
     assert "scripts.run_service" in Path(f"/proc/{foreground}/cmdline").read_text()
     os.kill(foreground, signal.SIGKILL)
     run.make.wait(timeout=90)

@@ -14,6 +14,8 @@ import signal
 import time
 from pathlib import Path
 
+from model import procfs
+
 log = logging.getLogger("http_service.front")
 
 DRAIN_SECONDS = 10.0
@@ -21,16 +23,7 @@ DRAIN_SECONDS = 10.0
 
 def _group_members(pgid: int) -> list[int]:
     """nginx processes in process group ``pgid``."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)
-            fields = comm[1].split()
-        except (OSError, IndexError):
-            continue
-        if comm[0] == "nginx" and int(fields[2]) == pgid:
-            members.append(int(stat.parent.name))
-    return members
+    return [p.pid for p in procfs.processes() if p.comm == "nginx" and p.pgrp == pgid]
 
 
 def stop_orphaned_workers(pid_file: Path) -> list[int]:
@@ -39,7 +32,7 @@ def stop_orphaned_workers(pid_file: Path) -> list[int]:
         master = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return []
-    if Path(f"/proc/{master}").exists():
+    if procfs.stat(master) is not None:
         return []
     orphans = _group_members(master)
     if not orphans:
