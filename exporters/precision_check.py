@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -48,12 +49,17 @@ def _copies(module: torch.jit.ScriptModule) -> tuple[torch.jit.ScriptModule, tor
     return loaded[0], loaded[1]
 
 
-def _unpartnered(mine: Detections, theirs: Detections, threshold: float, box_px: float, score_tol: float
-                 ) -> tuple[int, float, float]:
-    """How many of ``mine`` above the threshold lack a partner in ``theirs``; worst box and score gaps."""
+def _unpartnered(mine: Detections, theirs: Detections, threshold: float, box_px: float, score_tol: float,
+                 box_rel: float = 0.0) -> tuple[list[str], float, float]:
+    """Which of ``mine`` above the threshold lack a partner in ``theirs``; worst box and score gaps.
+
+    A partner has the same label, every box edge within ``box_px`` plus ``box_rel`` times the
+    box's longer side, and a score within ``score_tol``. Each lost one is described as
+    ``label score [x1, y1, x2, y2]`` with the label's index.
+    """
     boxes, labels, scores = mine
     other_boxes, other_labels, other_scores = theirs
-    missing, worst_box, worst_score = 0, 0.0, 0.0
+    lost, worst_box, worst_score = [], 0.0, 0.0
     for box, label, score in zip(boxes, labels.tolist(), scores.tolist()):
         if score < threshold:
             continue
@@ -62,12 +68,34 @@ def _unpartnered(mine: Detections, theirs: Detections, threshold: float, box_px:
             gaps = (other_boxes[same] - box).abs().amax(dim=1)
             best = int(gaps.argmin())
             box_gap, score_gap = float(gaps[best]), abs(float(other_scores[same[best]]) - score)
-            if box_gap <= box_px and score_gap <= score_tol:
+            allowed = box_px + box_rel * float((box[2:] - box[:2]).max())
+            if box_gap <= allowed and score_gap <= score_tol:
                 worst_box, worst_score = max(worst_box, box_gap), max(worst_score, score_gap)
                 continue
         if score >= threshold + score_tol:
-            missing += 1
-    return missing, worst_box, worst_score
+            lost.append(f"label {label} {score:.3f} {[round(v) for v in box.tolist()]}")
+    return lost, worst_box, worst_score
+
+
+def compare(
+    reference: Callable[[torch.Tensor], Detections], candidate: Callable[[torch.Tensor], Detections],
+    photos: list[Path], threshold: float, max_side: int, box_px: float, score_tol: float, box_rel: float = 0.0,
+) -> tuple[list[str], float, float]:
+    """Both detectors on every photo ([3, H, W] in 0..1, prepared as the service prepares it).
+
+    Returns the answers either one has and the other lacks (``photo: reference|candidate
+    label score box``), and the worst box and score gaps between partners.
+    """
+    changed, worst_box, worst_score = [], 0.0, 0.0
+    with torch.inference_mode():
+        for photo in photos:
+            image = to_tensor(limit_side(decode_image(photo.read_bytes(), 10**9), max_side))
+            ours, theirs = reference(image), candidate(image)
+            for side, mine, other in (("reference", ours, theirs), ("candidate", theirs, ours)):
+                lost, box_gap, score_gap = _unpartnered(mine, other, threshold, box_px, score_tol, box_rel)
+                changed += [f"{photo.name}: only the {side} has {answer}" for answer in lost]
+                worst_box, worst_score = max(worst_box, box_gap), max(worst_score, score_gap)
+    return changed, worst_box, worst_score
 
 
 def check_bf16(
@@ -83,20 +111,16 @@ def check_bf16(
         return {"precision": numerics.FP32, "precision_check": {"outcome": outcome}}
     fp32, bf16 = _copies(module)
     bf16_context = numerics.apply(bf16, numerics.BF16, bf16_mode, precision_module)
-    missing, worst_box, worst_score = 0, 0.0, 0.0
-    with torch.inference_mode():
-        for photo in photos:
-            image = to_tensor(limit_side(decode_image(photo.read_bytes(), 10**9), max_side))
-            reference = fp32(image)
-            with bf16_context():
-                candidate = bf16(image)
-            for mine, theirs in ((reference, candidate), (candidate, reference)):
-                lost, box_gap, score_gap = _unpartnered(mine, theirs, threshold, box_px, score_tol)
-                missing += lost
-                worst_box, worst_score = max(worst_box, box_gap), max(worst_score, score_gap)
-    agree = missing == 0
+
+    def candidate(image: torch.Tensor) -> Detections:
+        with bf16_context():
+            return bf16(image)
+
+    changed, worst_box, worst_score = compare(fp32, candidate, photos, threshold, max_side, box_px, score_tol)
+    agree = not changed
     summary = {
-        "outcome": "bf16: same answers as fp32" if agree else f"fp32: bf16 changed {missing} answer(s)",
+        "outcome": "bf16: same answers as fp32" if agree else f"fp32: bf16 changed {len(changed)} answer(s)",
+        "changed": changed,
         "photos": [p.name for p in photos],
         "threshold": threshold,
         "tolerance": {"box_px": box_px, "score": score_tol},

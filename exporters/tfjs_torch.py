@@ -12,7 +12,6 @@ at export time; nothing here is imported by a serving process.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -40,8 +39,11 @@ def input_name(raw: str) -> str:
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TensorFlow's SAME puts the odd pixel of padding after, unlike PyTorch's symmetric pad."""
-    out = math.ceil(size / stride)
+    """TensorFlow's SAME puts the odd pixel of padding after, unlike PyTorch's symmetric pad.
+
+    Integer arithmetic only: ``torch.export`` follows a symbolic ``size`` through it (exporters.int8).
+    """
+    out = -(-size // stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2
 
@@ -106,6 +108,7 @@ class GraphBody(nn.Module):
         self._input = input_node
         self._outputs = outputs
         self._scalars: dict[str, Any] = {}
+        self._resize_factors: dict[str, int] = {}
         self.weights = nn.ParameterDict()
         self._param_keys: dict[str, str] = {}
         for node in self._steps:
@@ -238,18 +241,23 @@ class GraphBody(nn.Module):
             raise NotImplementedError(f"padding {node.attrs['padding']} in {node.name}")
         return F.max_pool2d(x, (kh, kw), (sh, sw))
 
-    @staticmethod
-    def _resize_nearest(node: Node, x: Tensor, size: list[int]) -> Tensor:
+    def _resize_nearest(self, node: Node, x: Tensor, size: list[int]) -> Tensor:
         """Whole-number upscaling only, written as a scale factor so the module is size-agnostic.
 
+        The graph's constant ``size`` holds at its native input size only, so the factor is
+        read from the first run (at that size) and kept: the eager body then also runs, and
+        exports (exporters.int8), at any other multiple of 32.
         For an integer factor TF's half-pixel nearest and PyTorch's nearest pick the same source pixel.
         """
         if node.attrs.get("align_corners"):
             raise NotImplementedError(f"resize mode of {node.name}")
-        out_h, out_w = size
-        factor = out_h // x.shape[2]
-        if out_h != factor * x.shape[2] or out_w != factor * x.shape[3] or factor < 1:
-            raise NotImplementedError(f"{node.name} resizes by a non-integer factor")
+        factor = self._resize_factors.get(node.name)
+        if factor is None:
+            out_h, out_w = size
+            factor = out_h // int(x.shape[2])
+            if out_h != factor * x.shape[2] or out_w != factor * x.shape[3] or factor < 1:
+                raise NotImplementedError(f"{node.name} resizes by a non-integer factor")
+            self._resize_factors[node.name] = factor
         return F.interpolate(x, scale_factor=float(factor), mode="nearest")
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:

@@ -148,14 +148,24 @@ class YoloV5Detector(nn.Module):
         kept = batched_nms(boxes, scores, labels, self.iou)[: self.max_detections]
         return boxes[kept], labels[kept], scores[kept]
 
-    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        height, width = image.shape[-2], image.shape[-1]
-        padded, scale, left, top = self.letterbox(image)
-        boxes, labels, scores = self.postprocess(self.detect_raw(padded)[0])
+    @torch.jit.export
+    def finish(self, maps: List[Tensor], height: int, width: int, scale: float, left: int, top: int
+               ) -> Tuple[Tensor, Tensor, Tensor]:
+        """The body's three maps (N=1) -> boxes in the caller's ``height`` x ``width`` image, labels, scores.
+
+        Split from :meth:`forward` so a serving process can run the body elsewhere (a compiled
+        int8 body, model.compiled_body) and still decode here: letterbox, body, finish.
+        """
+        boxes, labels, scores = self.postprocess(self.head(maps)[0])
         offset = torch.tensor([left, top, left, top], dtype=boxes.dtype)
         limit = torch.tensor([width, height, width, height], dtype=boxes.dtype)
         boxes = torch.minimum(((boxes - offset) / scale).clamp(min=0.0), limit)
         return boxes, labels, scores
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        padded, scale, left, top = self.letterbox(image)
+        p3, p4, p5 = self.body(to_compute(padded, self.compute_dtype, self.channels_last))
+        return self.finish([p3, p4, p5], image.shape[-2], image.shape[-1], scale, left, top)
 
 
 def build_head(graph: GraphModel) -> DetectHead:
@@ -167,9 +177,20 @@ def build_head(graph: GraphModel) -> DetectHead:
     return DetectHead([round(s) for s in strides], anchors)
 
 
+def build_eager_body(graph: GraphModel) -> GraphBody:
+    """The graph body in eager mode, run once at the graph's own input size (which fixes its resize factors).
+
+    1 x 3 x H x W RGB in 0..1 (sides multiples of 32) -> three maps N x 255 x H/s x W/s, s = 8, 16, 32.
+    """
+    body = GraphBody(graph, INPUT_NODE, HEAD_NODES).eval()
+    with torch.no_grad():
+        body(torch.zeros(1, 3, GRAPH_INPUT_SIZE, GRAPH_INPUT_SIZE))
+    return body
+
+
 def build_body(graph: GraphModel) -> torch.jit.ScriptModule:
     """The graph body, traced once; it has no shape-dependent branches, so any multiple-of-32 input runs."""
-    body = GraphBody(graph, INPUT_NODE, HEAD_NODES).eval()
+    body = build_eager_body(graph)
     example = torch.zeros(1, 3, GRAPH_INPUT_SIZE, GRAPH_INPUT_SIZE)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

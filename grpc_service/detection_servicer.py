@@ -16,8 +16,11 @@ from model.serving import serve_predict
 from proto import detection_pb2, detection_pb2_grpc
 
 
-def model_info(detector: Detector, with_classes: bool = True) -> detection_pb2.ModelInfo:
-    """The served model; its class list only for GetModel, as /v1/model has it and /v1/detect does not."""
+def model_info(detector: Detector, details: bool = True) -> detection_pb2.ModelInfo:
+    """The served model; its class list and precision reason only for GetModel (``details``).
+
+    As /v1/model has them and /v1/detect does not.
+    """
     card = detector.card
     return detection_pb2.ModelInfo(
         name=card.name,
@@ -25,9 +28,10 @@ def model_info(detector: Detector, with_classes: bool = True) -> detection_pb2.M
         random_init=card.random_init,
         masks_available=card.masks,
         default_threshold=detector.score_threshold,
-        classes=known_classes(card) if with_classes else [],
+        classes=known_classes(card) if details else [],
         license=card.license,
         precision=detector.precision,
+        precision_reason=detector.precision_reason if details else "",
     )
 
 
@@ -54,7 +58,7 @@ def response_from(prediction: Prediction, detector: Detector, options: DetectOpt
         detections.append(item)
     width, height = prediction.original_size
     return detection_pb2.DetectResponse(
-        model=model_info(detector, with_classes=False),
+        model=model_info(detector, details=False),
         image=detection_pb2.ImageSize(width=width, height=height),
         threshold=detector.score_threshold if options.threshold is None else options.threshold,
         detections=detections,

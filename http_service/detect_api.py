@@ -50,7 +50,7 @@ def detect_blueprint(pipeline: Pipeline) -> Blueprint:
     def model() -> Any:
         detector = pipeline.ready_detector()
         return jsonify({**model_json(detector), "input_size": detector.card.input_size,
-                        "classes": known_classes(detector.card)})
+                        "precision_reason": detector.precision_reason, "classes": known_classes(detector.card)})
 
     @api.post("/v1/detect")
     def detect() -> Any:

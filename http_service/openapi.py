@@ -179,7 +179,8 @@ def _schemas() -> dict[str, Any]:
                 "name": {"type": "string"},
                 "weights": {"type": "string"},
                 "license": {"type": "string", "description": "who may use the weights and on what terms"},
-                "precision": {"type": "string", "enum": ["fp32", "bf16"]},
+                "precision": {"type": "string", "enum": ["fp32", "bf16", "int8"],
+                              "description": "the numerics this process runs the model in, chosen for its CPU"},
                 "random_init": {"type": "boolean"},
                 "masks_available": {"type": "boolean"},
                 "default_threshold": {"type": "number"},
@@ -187,8 +188,12 @@ def _schemas() -> dict[str, Any]:
         },
         "ModelDetails": {"allOf": [_ref("Model"), {
             "type": "object",
-            "required": ["input_size", "classes"],
-            "properties": {"input_size": {"type": "string"}, "classes": {"type": "array", "items": {"type": "string"}}},
+            "required": ["input_size", "precision_reason", "classes"],
+            "properties": {
+                "input_size": {"type": "string"},
+                "precision_reason": {"type": "string", "description": "why this precision, on this CPU"},
+                "classes": {"type": "array", "items": {"type": "string"}},
+            },
         }]},
         "DetectResponse": {
             "type": "object",

@@ -43,6 +43,9 @@ class ModelCard:
     bf16_mode: str = "convert"
     precision_module: str = ""
     precision_check: dict[str, object] = field(default_factory=dict)
+    # exporters.int8's outcome. Where kept: "packages" (shape, file, sha256 of each compiled int8
+    # body), "strides" of its maps, "requires_flags" (the CPU features its code was compiled for).
+    int8: dict[str, object] = field(default_factory=dict)
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / CARD_FILE

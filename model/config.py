@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "artifacts" / "model"
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NPM_REGISTRY = "https://registry.npmjs.org"
 
@@ -149,7 +149,7 @@ class Settings:
     decode_memory_mb: int = 1024
     # When set, /v1/vision/detection (the DeepStack API) requires this api_key form field.
     deepstack_api_key: str = ""
-    # auto (what the export verified, where the CPU runs bf16 fast), fp32 or bf16: model.precision.
+    # auto (the fastest the export verified that this CPU runs fast), fp32, bf16 or int8: model.precision.
     precision: str = "auto"
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
 

@@ -23,6 +23,8 @@ import torchvision  # noqa: F401  (registers the nms/roi_align ops Mask R-CNN's 
 from model import precision as numerics
 from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.coco import PLACEHOLDERS
+from model.compiled_body import CompiledBody, split_forward
+from model.cpu import cpu_flags
 from model.inference_thread import Alive, InferenceThread
 
 log = logging.getLogger(__name__)
@@ -46,11 +48,14 @@ class Detector:
         self, module: torch.jit.ScriptModule, card: ModelCard, score_threshold: float | None = None,
         precision: str = numerics.FP32, thread: InferenceThread | None = None,
         numerics_context: Callable[[], ContextManager] = contextlib.nullcontext,
+        body: CompiledBody | None = None, precision_reason: str = "",
     ):
         self._module = module
+        self._body = body
         self.card = card
         self.score_threshold = card.score_threshold if score_threshold is None else score_threshold
         self.precision = precision
+        self.precision_reason = precision_reason
         self._thread = thread or InferenceThread()
         self._numerics = numerics_context
         self.warm = False
@@ -79,9 +84,10 @@ class Detector:
             # torch 2.14 calls TorchScript deprecated in favour of torch.export; it is still what loads here.
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
             module = torch.jit.load(str(model_path), map_location="cpu").eval()
-        choice = numerics.choose(card, precision, numerics.cpu_flags())
+        choice = numerics.choose(card, precision, cpu_flags())
         context = numerics.apply(module, choice.precision, card.bf16_mode, card.precision_module)
-        detector = cls(module, card, score_threshold, choice.precision, thread, context)
+        body = CompiledBody.load(directory, card.int8) if choice.precision == numerics.INT8 else None
+        detector = cls(module, card, score_threshold, choice.precision, thread, context, body, choice.reason)
         if card.random_init:
             log.warning(
                 "SERVING AN UNTRAINED MODEL: %s was exported from random weights; its answers are meaningless",
@@ -97,7 +103,8 @@ class Detector:
     def warm_up(self) -> None:
         """Forward passes so the first caller does not pay for lazy initialisation.
 
-        TorchScript's profiling executor specialises a graph on its second run, so one is not enough.
+        TorchScript's profiling executor specialises a graph on its second run, so one is not enough;
+        an int8 body runs once in each of its compiled shapes.
         """
         self._thread.call(self._warm_up)
         self.warm = True
@@ -105,6 +112,9 @@ class Detector:
     def _warm_up(self) -> None:
         for _ in range(2):
             self._forward(torch.full((3, 480, 640), 0.5))
+        if self._body is not None:  # oneDNN builds each compiled shape's kernels on its first run
+            for height, width in self._body.shapes:
+                self._forward(torch.full((3, height, width), 0.5))
 
     @property
     def supports_masks(self) -> bool:
@@ -124,6 +134,8 @@ class Detector:
 
     def _forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.inference_mode(), self._numerics():
+            if self._body is not None:
+                return split_forward(self._module, self._body, image)
             return self._module(image)
 
     def _forward_masks(

@@ -49,6 +49,7 @@ from typing import Callable
 import grpc
 
 from model import procfs
+from model.cpu import cpu_model
 from scripts.bench import percentile
 from tests.image_server import ImageServer
 from tests.service_process import ServiceProcess
@@ -291,13 +292,6 @@ def run(model_dir: Path, images: Path, time_limit: float, env: dict[str, str]) -
         service.stop()
         images_server.stop()
     return rows, problems
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def print_table(rows: list[dict]) -> None:

