@@ -16,7 +16,6 @@ body and decodes after it (``letterbox`` and ``finish``), in
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,8 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from model.card import sha256_of
-
-log = logging.getLogger(__name__)
 
 Maps = list[torch.Tensor]
 
@@ -42,7 +39,7 @@ class Package:
 
 
 class CompiledBody:
-    def __init__(self, runners: list[tuple[Package, Callable[[torch.Tensor], Maps]]], pad_value: float,
+    def __init__(self, runners: list[tuple[Package, Callable[[list[torch.Tensor]], Maps]]], pad_value: float,
                  strides: tuple[int, ...]):
         # Smallest area first: the first package that holds an input is the cheapest.
         self._runners = sorted(runners, key=lambda item: item[0].height * item[0].width)
@@ -52,9 +49,6 @@ class CompiledBody:
     @classmethod
     def load(cls, directory: Path, spec: dict[str, object]) -> "CompiledBody":
         """Every package of the sidecar's ``int8`` field, each checked against its sha256 first."""
-        # Loading imports torch's C++ extension helper, which warns that this CPU build of the
-        # service has no CUDA; true, and not an operator's concern.
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         runners = []
         for entry in spec["packages"]:  # type: ignore[attr-defined]
             package = Package(int(entry["shape"][0]), int(entry["shape"][1]), str(entry["file"]), str(entry["sha256"]))
@@ -62,7 +56,7 @@ class CompiledBody:
             actual = sha256_of(path)
             if actual != package.sha256:
                 raise RuntimeError(f"{path} sha256 {actual} does not match its sidecar ({package.sha256})")
-            runners.append((package, torch._inductor.aoti_load_package(str(path))))
+            runners.append((package, _load_package(path)))
         strides = tuple(int(s) for s in spec["strides"])  # type: ignore[attr-defined]
         return cls(runners, float(spec["pad_value"]), strides)  # type: ignore[arg-type]
 
@@ -80,8 +74,19 @@ class CompiledBody:
             raise ValueError(f"no compiled shape holds a {height}x{width} input (have {self.shapes})")
         if (package.height, package.width) != (height, width):
             batch = F.pad(batch, [0, package.width - width, 0, package.height - height], value=self._pad_value)
-        maps = runner(batch.contiguous())
+        maps = runner([batch.contiguous()])
         return [m[..., : height // s, : width // s] for m, s in zip(maps, self._strides)]
+
+
+def _load_package(path: Path) -> Callable[[list[torch.Tensor]], Maps]:
+    """The package's runner: a list of input tensors in, the list of output tensors out.
+
+    ``torch._inductor.aoti_load_package`` wraps this same loader, but importing it pulls in all of
+    Inductor (2,000 Python modules, 160 MB per process, in every serving process); the loader
+    itself is the C++ runtime. Its arguments: the model's name in the package, one runner, on the CPU.
+    """
+    loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+    return loader.run
 
 
 def split_forward(

@@ -25,7 +25,7 @@ from model.fetch import Fetcher
 from model.decode_budget import MIB, DecodeBudget
 from model.images import PREVIEW_MAX_SIDE, decode_cost, finish, limit_side, open_near, to_tensor
 from model.inference_thread import Alive
-from model.memory import release_freed_memory
+from model.memory import keep_activations_on_heap, release_freed_memory
 from model.options import DetectOptions
 from model.rle import encode
 
@@ -103,6 +103,7 @@ class Pipeline:
     def load(self) -> None:
         """Load the model and run one warm-up inference: readiness means the first call is fast."""
         configure_torch(self.settings.torch_threads)
+        keep_activations_on_heap()
         detector = Detector.load(self.settings.model_dir, self.settings.score_threshold, self.settings.precision)
         started = time.perf_counter()
         detector.warm_up()

@@ -40,6 +40,7 @@ from model.compiled_body import CompiledBody
 from model.config import Settings
 from model.cpu import cpu_flags, cpu_kind, cpu_model
 from model.images import decode_image, limit_side, to_tensor
+from model.memory import keep_activations_on_heap
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Run = Callable[[torch.Tensor], object]
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_activations_on_heap()  # as a serving process does (model.pipeline)
     card = ModelCard.read(args.model)
     if not card.precision_module:
         parser.error(f"{card.name} has no separable body (precision_module) to time")

@@ -100,9 +100,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--labels", type=Path, required=True)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--serve", type=Path, metavar="MODEL_DIR",
+                        help="start the service with this export for the run (both transports, 127.0.0.1)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for --serve, e.g. DETECTOR_PRECISION=int8")
     args = parser.parse_args(argv)
+    if args.serve:
+        from scripts.bench import served
+
+        settings = {"DETECTOR_URL_ALLOWLIST": "127.0.0.1", **dict(item.split("=", 1) for item in args.env)}
+        with served(args.serve, settings) as service:
+            args.url, args.grpc = service.http_url, service.grpc_target
+            return run(args)
     if not args.url and not args.grpc:
-        parser.error("give --url, --grpc or both")
+        parser.error("give --url, --grpc, both, or --serve")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score each transport given in ``args`` over the labelled photos."""
     labels = json.loads(args.labels.read_text())
     transports = {"http": args.url and http_predictor(args.url), "grpc": args.grpc and grpc_predictor(args.grpc)}
     report = {}

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Where a /predict call's time goes, stage by stage, against the forward pass of the same photos.
+
+In this process, with the service's own code and numerics (DETECTOR_PRECISION
+auto), each photo runs through every stage the request path has: decode
+(open at a reduced JPEG scale, orient), shrink to the model's side, preview
+copy, tensor, letterbox, body, finish (decode head, NMS, boxes back), the JSON
+and protobuf answers. Then the real service (started here on 127.0.0.1, or
+``--http``/``--grpc``) answers the same photos at c=1 over HTTP through nginx,
+HTTP straight to gunicorn's Unix socket (so the nginx hop shows), and gRPC.
+
+Printed: each stage's median per photo, and each transport's p50 with its ratio
+to the forward pass (letterbox + body + finish) measured here in the same run.
+
+    python -m scripts.bench_stages --serve artifacts/model --images ../shared/eval/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from model.config import Settings
+from model.cpu import describe
+from model.detector import Detector
+from model.images import PREVIEW_MAX_SIDE, finish, limit_side, open_near, to_tensor
+from model.memory import keep_activations_on_heap
+from scripts.bench import IMAGE_SUFFIXES, served
+from scripts.evaluate import grpc_predictor, http_predictor, serve_folder
+
+
+def timed(stages: dict[str, list[float]], name: str, work: Callable[[], object]) -> object:
+    started = time.perf_counter()
+    result = work()
+    stages.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+    return result
+
+
+def in_process(model_dir: Path, photos: list[Path], rounds: int) -> dict[str, list[float]]:
+    """Each stage of the request path, timed on every photo, ``rounds`` times (after one untimed round)."""
+    from proto import inference_pb2
+
+    settings = Settings.from_env({"DETECTOR_MODEL_DIR": str(model_dir)})
+    torch.set_num_threads(settings.torch_threads)
+    keep_activations_on_heap()  # as a serving process does (model.pipeline)
+    detector = Detector.load(model_dir, precision=settings.precision)
+    detector.warm_up()
+    module, body = detector._module, detector._body  # the stages the detector runs, one by one
+    max_side = detector.card.max_side
+    stages: dict[str, list[float]] = {}
+
+    def one_round(timings: dict[str, list[float]]) -> None:
+        for photo in photos:
+            data = photo.read_bytes()
+            upright = timed(timings, "decode", lambda: finish(open_near(data, settings.max_image_pixels, max_side)[0]))
+            image = timed(timings, "shrink", lambda: limit_side(upright, max_side))
+            timed(timings, "preview copy", lambda: limit_side(upright, PREVIEW_MAX_SIDE))
+            tensor = timed(timings, "to tensor", lambda: to_tensor(image))
+            with torch.inference_mode():
+                batch, scale, left, top = timed(timings, "letterbox", lambda: module.letterbox(tensor))
+                if body is not None:
+                    maps = timed(timings, "body", lambda: body(batch))
+                else:
+                    maps = timed(timings, "body", lambda: list(module.body(batch.to(module.compute_dtype).contiguous(
+                        memory_format=torch.channels_last if module.channels_last else torch.contiguous_format))))
+                timed(timings, "finish (head, NMS)", lambda: module.finish(
+                    maps, tensor.shape[-2], tensor.shape[-1], scale, left, top))
+                found = timed(timings, "forward (detector)", lambda: detector._detect(tensor, None, False))
+            names = [d.label for d in found]  # type: ignore[union-attr]
+            timed(timings, "JSON answer", lambda: json.dumps({"objects": names}))
+            timed(timings, "protobuf answer",
+                  lambda: inference_pb2.InstanceDetectorOutput(objects=names).SerializeToString())
+
+    # On the detector's own model thread, as in service (OpenMP keeps one team per calling thread).
+    for round_ in range(rounds + 1):
+        detector._thread.call(one_round, {} if round_ == 0 else stages)
+    return stages
+
+
+def unix_http_predictor(socket_path: Path) -> Callable[[str], object]:
+    """POST /predict straight to gunicorn's Unix socket, skipping nginx."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(socket_path))
+
+    def predict(url: str) -> object:
+        connection = Connection("localhost", timeout=60)
+        try:
+            connection.request("POST", "/predict", json.dumps({"url": url}), {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+            return json.loads(body)
+        finally:
+            connection.close()
+
+    return predict
+
+
+def p50_per_photo(predict: Callable[[str], object], urls: list[str], rounds: int) -> list[float]:
+    for url in urls:
+        predict(url)
+    times = []
+    for _ in range(rounds):
+        for url in urls:
+            started = time.perf_counter()
+            predict(url)
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", type=Path, metavar="MODEL_DIR", required=True,
+                        help="the export to time, and to start the service with for the run")
+    parser.add_argument("--images", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes over the photos")
+    args = parser.parse_args(argv)
+    photos = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    print(f"CPU: {describe()}; {len(photos)} photos, {args.rounds} rounds")
+    stages = in_process(args.serve, photos, args.rounds)
+    forward = statistics.median(stages["forward (detector)"])
+    print(f"\n{'stage (in process)':24} {'p50 ms':>8} {'mean ms':>8}")
+    for name, times in stages.items():
+        print(f"{name:24} {statistics.median(times):8.2f} {statistics.mean(times):8.2f}")
+    with served(args.serve, {"DETECTOR_URL_ALLOWLIST": "127.0.0.1"}) as service, serve_folder(args.images) as base:
+        urls = [f"{base}/{p.name}" for p in photos]
+        transports = {
+            "HTTP via nginx": http_predictor(service.http_url),
+            "HTTP to gunicorn": unix_http_predictor(service.run_dir / "http.sock"),
+            "gRPC": grpc_predictor(service.grpc_target),
+        }
+        print(f"\n{'/predict at c=1':24} {'p50 ms':>8} {'/ forward':>10}   (forward p50 {forward:.1f} ms, this run)")
+        for name, predict in transports.items():
+            p50 = statistics.median(p50_per_photo(predict, urls, args.rounds))
+            print(f"{name:24} {p50:8.1f} {p50 / forward:10.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
