@@ -50,11 +50,12 @@ def _copies(module: torch.jit.ScriptModule) -> tuple[torch.jit.ScriptModule, tor
 
 
 def _unpartnered(mine: Detections, theirs: Detections, threshold: float, box_px: float, score_tol: float,
-                 box_rel: float = 0.0) -> tuple[list[str], float, float]:
+                 box_rel: float = 0.0, any_score: bool = False) -> tuple[list[str], float, float]:
     """Which of ``mine`` above the threshold lack a partner in ``theirs``; worst box and score gaps.
 
     A partner has the same label, every box edge within ``box_px`` plus ``box_rel`` times the
-    box's longer side, and a score within ``score_tol``. Each lost one is described as
+    box's longer side, and a score within ``score_tol`` of it (``any_score``: any score of at
+    least the threshold less ``score_tol``, i.e. still an answer). Each lost one is described as
     ``label score [x1, y1, x2, y2]`` with the label's index.
     """
     boxes, labels, scores = mine
@@ -67,9 +68,11 @@ def _unpartnered(mine: Detections, theirs: Detections, threshold: float, box_px:
         if len(same):
             gaps = (other_boxes[same] - box).abs().amax(dim=1)
             best = int(gaps.argmin())
-            box_gap, score_gap = float(gaps[best]), abs(float(other_scores[same[best]]) - score)
+            partner_score = float(other_scores[same[best]])
+            box_gap, score_gap = float(gaps[best]), abs(partner_score - score)
             allowed = box_px + box_rel * float((box[2:] - box[:2]).max())
-            if box_gap <= allowed and score_gap <= score_tol:
+            close = partner_score >= threshold - score_tol if any_score else score_gap <= score_tol
+            if box_gap <= allowed and close:
                 worst_box, worst_score = max(worst_box, box_gap), max(worst_score, score_gap)
                 continue
         if score >= threshold + score_tol:
@@ -80,6 +83,7 @@ def _unpartnered(mine: Detections, theirs: Detections, threshold: float, box_px:
 def compare(
     reference: Callable[[torch.Tensor], Detections], candidate: Callable[[torch.Tensor], Detections],
     photos: list[Path], threshold: float, max_side: int, box_px: float, score_tol: float, box_rel: float = 0.0,
+    any_score: bool = False,
 ) -> tuple[list[str], float, float]:
     """Both detectors on every photo ([3, H, W] in 0..1, prepared as the service prepares it).
 
@@ -92,7 +96,7 @@ def compare(
             image = to_tensor(limit_side(decode_image(photo.read_bytes(), 10**9), max_side))
             ours, theirs = reference(image), candidate(image)
             for side, mine, other in (("reference", ours, theirs), ("candidate", theirs, ours)):
-                lost, box_gap, score_gap = _unpartnered(mine, other, threshold, box_px, score_tol, box_rel)
+                lost, box_gap, score_gap = _unpartnered(mine, other, threshold, box_px, score_tol, box_rel, any_score)
                 changed += [f"{photo.name}: only the {side} has {answer}" for answer in lost]
                 worst_box, worst_score = max(worst_box, box_gap), max(worst_score, score_gap)
     return changed, worst_box, worst_score

@@ -82,6 +82,26 @@ class DetectHead(nn.Module):
             levels.append(torch.cat([xy, wh, s[..., 4:]], dim=-1).reshape(n, -1, self.outputs))
         return torch.cat(levels, dim=1)
 
+    @torch.jit.export
+    def candidates(self, maps: List[Tensor], floor: float) -> Tensor:
+        """The rows of ``forward(maps)[0]`` (first image) whose objectness is at least ``floor``, in its order.
+
+        A score is objectness x class probability, so a row below the floor in objectness can
+        never score above it: the decode and the sigmoids run on the few rows left (a few
+        hundred of 25,200 at 640x640), not on all of them.
+        """
+        levels: List[Tensor] = []
+        for level, x in enumerate(maps):
+            h, w = x.shape[2], x.shape[3]
+            s = x[0].float().reshape(3, self.outputs, h, w)
+            anchor, row, col = (s[:, 4].sigmoid() >= floor).nonzero().unbind(1)
+            picked = s[anchor, :, row, col].sigmoid()  # k x 85
+            cells = torch.stack([col, row], dim=1).to(picked.dtype)
+            xy = (picked[:, 0:2] * 2.0 - 0.5 + cells) * self.strides[level]
+            wh = (picked[:, 2:4] * 2.0) ** 2 * self.anchors[level][anchor]
+            levels.append(torch.cat([xy, wh, picked[:, 4:]], dim=1))
+        return torch.cat(levels, dim=0)
+
 
 class YoloV5Detector(nn.Module):
     """The exported detector: one RGB image [3, H, W] in 0..1 in; boxes, labels, scores out.
@@ -156,7 +176,7 @@ class YoloV5Detector(nn.Module):
         Split from :meth:`forward` so a serving process can run the body elsewhere (a compiled
         int8 body, model.compiled_body) and still decode here: letterbox, body, finish.
         """
-        boxes, labels, scores = self.postprocess(self.head(maps)[0])
+        boxes, labels, scores = self.postprocess(self.head.candidates(maps, self.candidate_floor))
         offset = torch.tensor([left, top, left, top], dtype=boxes.dtype)
         limit = torch.tensor([width, height, width, height], dtype=boxes.dtype)
         boxes = torch.minimum(((boxes - offset) / scale).clamp(min=0.0), limit)

@@ -184,7 +184,11 @@ def yolov5_int8(yolov5_dir, shared_dir):
 
 @needs_int8
 def test_yolov5s_int8_gives_fp32s_answers_on_every_shared_photo(yolov5_both, yolov5_int8):
-    """Above the threshold: the same labels, box edges within 4 px + 3% of the box, scores within 0.08."""
+    """Above the threshold: the same labels, box edges within 4 px + 5% of the box, partners still answers.
+
+    A partner must score at least the threshold less 0.1; an answer within 0.1 of the threshold
+    may sit on either side of it in the other run.
+    """
     photos, fp32, _, threshold = yolov5_both
     for photo in photos:
         ours, theirs = fp32[photo.name], yolov5_int8[photo.name]
@@ -193,7 +197,7 @@ def test_yolov5s_int8_gives_fp32s_answers_on_every_shared_photo(yolov5_both, yol
                 allowed = int8.BOX_PX + int8.BOX_REL * max(d.box[2] - d.box[0], d.box[3] - d.box[1])
                 partners = [o for o in other if o.label == d.label
                             and max(abs(a - b) for a, b in zip(o.box, d.box)) <= allowed
-                            and abs(o.score - d.score) <= int8.SCORE_TOL]
+                            and o.score >= threshold - int8.SCORE_TOL]
                 assert partners or d.score < threshold + int8.SCORE_TOL, (photo.name, d)
 
 

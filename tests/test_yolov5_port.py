@@ -83,6 +83,19 @@ def test_class_wise_nms_matches_tensorflow(exported, shared_dir, name):
 
 
 @pytest.mark.parametrize("name", REFERENCES)
+def test_the_served_decode_keeps_exactly_the_head_rows_that_can_score(exported, shared_dir, name):
+    """finish decodes only the rows whose objectness reaches the candidate floor: the same rows, in order."""
+    _, image = _reference(shared_dir, name)
+    with torch.inference_mode():
+        maps = list(exported.body(image))
+        rows = exported.head(maps)[0]
+        kept = exported.head.candidates(maps, exported.candidate_floor)
+    expected = rows[rows[:, 4] >= exported.candidate_floor]
+    assert 0 < len(kept) < len(rows) // 10
+    torch.testing.assert_close(kept, expected, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", REFERENCES)
 def test_letterbox_reproduces_the_reference_input(exported, square, shared_dir, name):
     """The service's pre-shrink plus the module's letterbox give TensorFlow's input.
 
