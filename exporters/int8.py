@@ -20,11 +20,13 @@ them (``requires_flags``) so a CPU without them never loads the packages.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -36,6 +38,9 @@ from model.card import sha256_of
 from model.compiled_body import CompiledBody, split_forward
 from model.cpu import FAST_INT8_FLAGS, cpu_flags
 from model.images import decode_image, limit_side, to_tensor
+
+if TYPE_CHECKING:
+    from torchao.quantization.pt2e.quantizer import Quantizer
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +68,7 @@ def unavailable(flags: frozenset[str]) -> str | None:
         return f"this CPU has none of {', '.join(FAST_INT8_FLAGS)}: int8 would not be faster"
     if shutil.which("g++") is None and shutil.which("c++") is None:
         return "no C++ compiler for AOTInductor (install g++)"
-    try:
-        import torchao  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torchao") is None:
         return "torchao is not installed"
     return None
 
@@ -79,7 +82,7 @@ def required_flags() -> list[str]:
     return sorted({_GCC_TO_CPUINFO.get(option, option.replace("-", "_")) for option in options})
 
 
-def _outputs_in_float_quantizer() -> "torchao.quantization.pt2e.quantizer.Quantizer":  # noqa: F821
+def _outputs_in_float_quantizer() -> Quantizer:
     """torchao's x86 quantizer, except for the convolutions whose results are the body's outputs.
 
     Those (YOLOv5's three 1x1 detect convolutions) write the boxes and scores themselves, where
@@ -111,10 +114,13 @@ def quantize(body: nn.Module, batches: list[torch.Tensor]) -> torch.fx.GraphModu
     quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
     example = (torch.zeros(1, 3, *SHAPES[0]),)
     # Any multiple of 32 up to the largest shape: calibration photos and compiled shapes vary.
-    rows, cols = Dim("rows", min=1, max=max(h for h, _ in SHAPES) // 32), Dim("cols", min=1, max=max(w for _, w in SHAPES) // 32)
+    rows = Dim("rows", min=1, max=max(h for h, _ in SHAPES) // 32)
+    cols = Dim("cols", min=1, max=max(w for _, w in SHAPES) // 32)
     # strict: TorchDynamo records which source function each node came from, which is how the
     # quantizer finds the body's functional convolutions.
-    graph = torch.export.export(body, example, dynamic_shapes=({2: 32 * rows, 3: 32 * cols},), strict=True).module()
+    graph = torch.export.export(
+        body, example, dynamic_shapes=({2: 32 * rows, 3: 32 * cols},), strict=True
+    ).module()
     with warnings.catch_warnings():
         # SPPF's max pools take -inf padding (TensorFlow's SAME), which int8 cannot hold: they stay float.
         warnings.filterwarnings("ignore", message="The input of maxpool2d is not quantized")

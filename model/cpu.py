@@ -8,6 +8,7 @@ older CPUs with neither).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -50,6 +51,4 @@ def cpu_kind(flags: frozenset[str]) -> str:
 
 def describe(cpuinfo: Path = CPUINFO) -> str:
     """One line for a log or a report: model, kind, CPUs."""
-    import os
-
     return f"{cpu_model(cpuinfo)}: {cpu_kind(cpu_flags(cpuinfo))}, {len(os.sched_getaffinity(0))} CPUs usable"

@@ -1,11 +1,11 @@
 """The glibc heap policy: keep the model's buffers mapped, give a large decode's memory back.
 
-Back after a large decode: glibc keeps freed blocks in its arenas: after one 49 MP decode a worker stayed
-330 MB larger although nothing referenced the pixels any more, and the next
-large decode, on another thread's arena, added to it. ``malloc_trim`` returns
-that memory (6-10 ms), so the decode budget bounds resident memory, not only
-live objects. Mapped between forward passes: see :func:`keep_activations_on_heap`.
-Elsewhere than glibc this does nothing.
+Back after a large decode: glibc keeps freed blocks in its arenas. After one
+49 MP decode a worker stayed 330 MB larger although nothing referenced the
+pixels any more, and the next large decode, on another thread's arena, added to
+it. ``malloc_trim`` returns that memory (6-10 ms), so the decode budget bounds
+resident memory, not only live objects. Mapped between forward passes: see
+:func:`keep_activations_on_heap`. Elsewhere than glibc this does nothing.
 """
 
 from __future__ import annotations

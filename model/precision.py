@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Callable, ContextManager
 
 import torch
