@@ -37,7 +37,7 @@ from model import precision as numerics
 from model.card import sha256_of
 from model.compiled_body import CompiledBody, split_forward
 from model.cpu import FAST_INT8_FLAGS, cpu_flags
-from model.images import decode_image, limit_side, to_tensor
+from model.images import photo_tensor
 
 if TYPE_CHECKING:
     from torchao.quantization.pt2e.quantizer import Quantizer
@@ -156,7 +156,7 @@ def compile_packages(quantized: torch.fx.GraphModule, out_dir: Path) -> list[dic
 
 def letterboxed(module: torch.jit.ScriptModule, photos: list[Path], max_side: int) -> list[torch.Tensor]:
     """Each photo as the body sees it in service: 1 x 3 x H x W, letterboxed by the export itself."""
-    return [module.letterbox(to_tensor(limit_side(decode_image(p.read_bytes(), 10**9), max_side)))[0]
+    return [module.letterbox(photo_tensor(p, max_side))[0]
             for p in photos]
 
 

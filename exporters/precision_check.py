@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from model import precision as numerics
-from model.images import decode_image, limit_side, to_tensor
+from model.images import photo_tensor
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def compare(
     changed, worst_box, worst_score = [], 0.0, 0.0
     with torch.inference_mode():
         for photo in photos:
-            image = to_tensor(limit_side(decode_image(photo.read_bytes(), 10**9), max_side))
+            image = photo_tensor(photo, max_side)
             ours, theirs = reference(image), candidate(image)
             for side, mine, other in (("reference", ours, theirs), ("candidate", theirs, ours)):
                 lost, box_gap, score_gap = _unpartnered(mine, other, threshold, box_px, score_tol, box_rel, any_score)

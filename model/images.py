@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -161,3 +162,12 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     array = np.asarray(image, dtype=np.float32)
     array /= 255.0
     return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def photo_tensor(path: Path, max_side: int) -> torch.Tensor:
+    """A trusted photo file as a model gets it in service: decoded, shrunk to ``max_side``, [3, H, W] in 0..1.
+
+    For offline tools (export checks, sweeps, benchmarks) on known photos, hence no pixel limit;
+    requests go through :func:`open_near` and the decode budget instead.
+    """
+    return to_tensor(limit_side(decode_image(Path(path).read_bytes(), 10**9), max_side))

