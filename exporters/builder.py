@@ -126,9 +126,8 @@ def export_yolov5s(
         except (OSError, subprocess.SubprocessError) as exc:
             log.warning("int8 not built: the calibration photos could not be downloaded from PyPI (%s)", exc)
             return {"int8": {"outcome": f"not built: calibration photos not downloaded ({exc})"}}
-        strides = [int(s) for s in scripted.head.strides]
         return {"int8": int8.build(
-            yolov5.build_eager_body(graph), scripted, strides, yolov5.PAD_VALUE, directory,
+            yolov5.build_eager_body(graph), scripted, directory,
             calibration, check_photos or [], yolov5.DEFAULT_SCORE_THRESHOLD, size,
         )}
 

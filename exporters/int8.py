@@ -161,10 +161,14 @@ def letterboxed(module: torch.jit.ScriptModule, photos: list[Path], max_side: in
 
 
 def build(
-    body: nn.Module, module: torch.jit.ScriptModule, strides: list[int], pad_value: float, out_dir: Path,
+    body: nn.Module, module: torch.jit.ScriptModule, out_dir: Path,
     calibration: list[Path], check_photos: list[Path], threshold: float, max_side: int,
 ) -> dict[str, object]:
-    """The sidecar's ``int8`` field; the packages are left in ``out_dir`` only if the check passed."""
+    """The sidecar's ``int8`` field; the packages are left in ``out_dir`` only if the check passed.
+
+    ``body`` is the eager fp32 body of ``module`` (the exported YoloV5Detector), whose head strides
+    and letterbox grey the compiled body needs at serve time.
+    """
     reason = unavailable(cpu_flags())
     if reason is None and not calibration:
         reason = "no calibration photos"
@@ -176,8 +180,10 @@ def build(
     started = time.monotonic()
     with torch.no_grad():
         quantized = quantize(body, letterboxed(module, calibration, max_side))
-        spec: dict[str, object] = {"packages": compile_packages(quantized, out_dir), "strides": strides,
-                                   "pad_value": pad_value, "requires_flags": required_flags()}
+        spec: dict[str, object] = {
+            "packages": compile_packages(quantized, out_dir), "strides": [int(s) for s in module.head.strides],
+            "pad_value": float(module.pad_value), "requires_flags": required_flags(),
+        }
     compiled = CompiledBody.load(out_dir, spec)
     changed, worst_box, worst_score = compare(
         module, lambda image: split_forward(module, compiled, image), check_photos, threshold, max_side,
@@ -190,7 +196,7 @@ def build(
         "calibration": [p.name for p in calibration],
         "check": {
             "photos": [p.name for p in check_photos], "threshold": threshold,
-            "tolerance": {"box_px": BOX_PX, "box_rel": BOX_REL, "partner_score_at_least": "threshold - 0.1"},
+            "tolerance": {"box_px": BOX_PX, "box_rel": BOX_REL, "partner_score_at_least": f"threshold - {SCORE_TOL}"},
             "worst_box_px": round(worst_box, 3), "worst_score": round(worst_score, 4),
         },
     })
