@@ -34,6 +34,7 @@ from typing import Callable
 import torch
 import torchvision  # noqa: F401  (registers the nms op the export calls)
 
+from exporters.compute import to_compute
 from model import precision as numerics
 from model.card import MODEL_FILE, ModelCard
 from model.compiled_body import CompiledBody
@@ -62,12 +63,10 @@ def torchscript_body(model_dir: Path, precision: str, card: ModelCard) -> Run:
     module = torch.jit.load(str(model_dir / MODEL_FILE), map_location="cpu").eval()
     numerics.apply(module, precision, card.bf16_mode, card.precision_module)
     body = getattr(module, card.precision_module)
-    dtype = torch.bfloat16 if precision == numerics.BF16 else torch.float32
+    bf16 = precision == numerics.BF16  # what numerics.apply set the module's own switch to
 
     def run(batch: torch.Tensor) -> object:
-        if precision == numerics.BF16:
-            batch = batch.to(dtype).contiguous(memory_format=torch.channels_last)
-        return body(batch)
+        return body(to_compute(batch, torch.bfloat16 if bf16 else torch.float32, bf16))
 
     return run
 

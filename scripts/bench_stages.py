@@ -29,11 +29,13 @@ from typing import Callable
 
 import torch
 
+from exporters.compute import to_compute
 from model.config import Settings
 from model.cpu import describe
 from model.detector import Detector
 from model.images import PREVIEW_MAX_SIDE, finish, limit_side, open_near, to_tensor
 from model.memory import keep_activations_on_heap
+from model.precision import BF16
 from scripts.bench import IMAGE_SUFFIXES, served
 from scripts.evaluate import grpc_predictor, http_predictor, serve_folder
 
@@ -56,6 +58,8 @@ def in_process(model_dir: Path, photos: list[Path], rounds: int) -> dict[str, li
     detector.warm_up()
     module, body = detector._module, detector._body  # the stages the detector runs, one by one
     max_side = detector.card.max_side
+    bf16 = detector.precision == BF16  # the module's own numerics switch, as model.precision set it
+    dtype = torch.bfloat16 if bf16 else torch.float32
     stages: dict[str, list[float]] = {}
 
     def one_round(timings: dict[str, list[float]]) -> None:
@@ -70,8 +74,7 @@ def in_process(model_dir: Path, photos: list[Path], rounds: int) -> dict[str, li
                 if body is not None:
                     maps = timed(timings, "body", lambda: body(batch))
                 else:
-                    maps = timed(timings, "body", lambda: list(module.body(batch.to(module.compute_dtype).contiguous(
-                        memory_format=torch.channels_last if module.channels_last else torch.contiguous_format))))
+                    maps = timed(timings, "body", lambda: list(module.body(to_compute(batch, dtype, bf16))))
                 timed(timings, "finish (head, NMS)", lambda: module.finish(
                     maps, tensor.shape[-2], tensor.shape[-1], scale, left, top))
                 found = timed(timings, "forward (detector)", lambda: detector._detect(tensor, None, False))
