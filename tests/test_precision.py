@@ -21,6 +21,7 @@ from model.config import Settings, cgroup_cpu_limit, usable_cpus
 from model.cpu import cpu_flags
 from model.detector import Detector
 from model.images import photo_tensor
+from model import precision as numerics
 from model.precision import BF16, FP32, INT8, choose, fast_bf16, fast_int8
 from scripts.evaluate import score
 from tests.conftest import CACHE_DIR
@@ -222,6 +223,25 @@ def test_the_int8_body_runs_each_input_in_the_smallest_shape_that_holds_it(yolov
         assert [tuple(m.shape) for m in maps] == [(1, 255, 56, 80), (1, 255, 28, 40), (1, 255, 14, 20)]
         with pytest.raises(ValueError, match="no compiled shape holds a 672x640 input"):
             body(torch.rand(1, 3, 672, 640))
+
+
+def test_int8_drops_the_fp32_weights_of_the_body_it_replaces(yolov5_dir):
+    """The compiled body replaces ``precision_module``: its 29 MB of fp32 weights would only take memory.
+
+    What the int8 path still calls on the module (letterbox, finish) keeps working.
+    """
+    card = ModelCard.read(yolov5_dir)
+    module = torch.jit.load(str(yolov5_dir / "model.pt")).eval()
+    body = getattr(module, card.precision_module)
+    assert sum(t.numel() for t in body.parameters()) > 7_000_000
+    numerics.apply(module, INT8, card.bf16_mode, card.precision_module)
+    assert sum(t.numel() for t in [*body.parameters(), *body.buffers()]) == 0
+    with torch.inference_mode():
+        batch, scale, left, top = module.letterbox(torch.rand(3, 480, 640))
+        assert tuple(batch.shape) == (1, 3, 480, 640)
+        maps = [torch.full((1, 255, 480 // s, 640 // s), -20.0) for s in (8, 16, 32)]  # nothing scores
+        boxes, labels, scores = module.finish(maps, 480, 640, scale, left, top)
+    assert boxes.shape[0] == labels.shape[0] == scores.shape[0] == 0
 
 
 @needs_int8
