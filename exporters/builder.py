@@ -27,7 +27,7 @@ from exporters.precision_check import check_bf16
 from exporters.tfjs_graph import load_graph_model
 from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.precision import CONVERT, has_bf16_path
-from model.coco import COCO_80
+from exporters.coco_names import COCO_80
 from model.config import NPM_REGISTRY, REPO_ROOT
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ on a Unix socket that only the buffering front (``http_service.front``, nginx
 on the public port) reaches: slow clients never hold a gunicorn thread.
 """
 
-# Imported in the master on purpose: torch and torchvision allocate ~400 MB at import
-# (this is the CUDA build's cost; the CPU wheels' is smaller), which forked workers then
+# Imported in the master on purpose: torch allocates ~280 MB at import (this is the CUDA
+# build's cost, cuBLASLt's alone 94 MB; the CPU wheels' is smaller), which forked workers then
 # share copy-on-write instead of each paying it. Safe to fork: importing starts no threads;
-# each worker loads its model and creates its thread pool only after the fork.
+# each worker loads its model and creates its thread pool only after the fork. torchvision's
+# Python package is never imported by a serving process (model.vision_ops).
 import torch  # noqa: F401
-import torchvision  # noqa: F401
 
 from http_service.limits import HEADER_LINE_BYTES
 from model.config import ServerSettings

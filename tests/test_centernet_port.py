@@ -13,7 +13,7 @@ from PIL import Image
 
 from model.card import ModelCard
 from exporters.tfjs_torch import resize_bilinear_legacy, same_padding
-from model.coco import COCO_80
+from exporters.coco_names import COCO_80
 from exporters.tfjs_graph import load_graph_model
 
 REFERENCES = ["chelsea", "darknet_dog", "darknet_giraffe", "darknet_person"]

@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 
 from model.card import ModelCard
-from model.coco import COCO_80
+from exporters.coco_names import COCO_80
 from model.cpu import cpu_flags
 from model.precision import choose
 from tests.service_process import error_details

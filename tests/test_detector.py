@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from exporters.builder import save
 from model.card import MODEL_FILE, ModelCard
-from model.coco import TORCHVISION_CATEGORIES
+from exporters.coco_names import TORCHVISION_CATEGORIES
 from model.detector import Detector
 
 

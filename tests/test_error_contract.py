@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from model.coco import COCO_80
+from exporters.coco_names import COCO_80
 from tests.service_process import error_details, free_port
 
 # (case id, URL template, HTTP status, error code, gRPC status). {base} is the local image server.

@@ -10,7 +10,8 @@ import torchvision.models._api as weights_api
 
 from exporters import builder as export, maskrcnn
 from model.card import MODEL_FILE, ModelCard, sha256_of
-from model.coco import COCO_80, PLACEHOLDERS, TORCHVISION_CATEGORIES
+from exporters.coco_names import COCO_80, TORCHVISION_CATEGORIES
+from model.coco import PLACEHOLDERS
 
 
 @pytest.fixture(scope="module")

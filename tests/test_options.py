@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model.card import ModelCard
-from model.coco import COCO_80, TORCHVISION_CATEGORIES
+from exporters.coco_names import COCO_80, TORCHVISION_CATEGORIES
 from model.detector import Detection
 from model.errors import InvalidRequest
 from model.options import MAX_DETECTIONS, DetectOptions, known_classes

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from model.coco import COCO_80
+from exporters.coco_names import COCO_80
 
 IMAGES = ["darknet_dog.jpg", "darknet_person.jpg", "darknet_giraffe.jpg", "darknet_eagle.jpg", "chelsea.png"]
 

