@@ -8,8 +8,11 @@
 * Compilation: ``torch.export`` then AOTInductor with freezing, which fuses
   quantize / convolution / SiLU / dequantize into oneDNN int8 convolutions
   (VNNI or AMX-INT8). Inductor fuses them for static shapes only, so there is
-  one ``.pt2`` package per letterbox shape in ``SHAPES``; model.compiled_body
-  runs an image in the smallest that holds it.
+  one compiled body per letterbox shape in ``SHAPES``; model.compiled_body
+  runs an image in the smallest that holds it. Each is kept as the shared
+  library inside AOTInductor's ``.pt2`` archive (code and frozen weights in one
+  file): every serving process maps that one file, where loading the archive
+  would extract a private copy per process into a temporary folder.
 * The check: the served path (model.compiled_body.split_forward) against the
   fp32 export on the check photos, the same comparison as bf16's but with
   int8's tolerances. Failing, the packages are deleted and the sidecar says why.
@@ -25,6 +28,7 @@ import logging
 import shutil
 import time
 import warnings
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,10 +135,10 @@ def quantize(body: nn.Module, batches: list[torch.Tensor]) -> torch.fx.GraphModu
 
 
 def compile_packages(quantized: torch.fx.GraphModule, out_dir: Path) -> list[dict[str, object]]:
-    """One AOTInductor package per shape in ``SHAPES``, written into ``out_dir``.
+    """One compiled body per shape in ``SHAPES``: ``body-int8-<H>x<W>.so`` in ``out_dir``.
 
-    Each is compiled into a staging folder under its final name (the package's archive is named
-    after its file), then renamed into place.
+    AOTInductor writes a ``.pt2`` archive into a staging folder; its one shared library (the
+    kernels, the wrapper and the frozen weights) is taken out of it and renamed into place.
     """
     entries = []
     staging = out_dir / ".int8-staging"
@@ -143,15 +147,28 @@ def compile_packages(quantized: torch.fx.GraphModule, out_dir: Path) -> list[dic
         for height, width in SHAPES:
             started = time.monotonic()
             program = torch.export.export(quantized, (torch.zeros(1, 3, height, width),))
-            name = f"body-int8-{height}x{width}.pt2"
-            torch._inductor.aoti_compile_and_package(program, package_path=str(staging / name),
+            name = f"body-int8-{height}x{width}"
+            archive = staging / f"{name}.pt2"
+            torch._inductor.aoti_compile_and_package(program, package_path=str(archive),
                                                      inductor_configs={"freezing": True})
-            (staging / name).replace(out_dir / name)
-            entries.append({"shape": [height, width], "file": name, "sha256": sha256_of(out_dir / name)})
+            library = _shared_library(archive, staging / f"{name}.so")
+            library.replace(out_dir / library.name)
+            entries.append({"shape": [height, width], "file": library.name, "sha256": sha256_of(out_dir / library.name)})
             log.info("int8 body for %dx%d compiled in %.0f s", height, width, time.monotonic() - started)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return entries
+
+
+def _shared_library(archive: Path, target: Path) -> Path:
+    """The one ``.so`` of an AOTInductor archive (CPU, weights inside it), written to ``target``."""
+    with zipfile.ZipFile(archive) as zipped:
+        libraries = [name for name in zipped.namelist() if name.endswith(".so")]
+        if len(libraries) != 1:
+            raise RuntimeError(f"{archive.name}: expected one shared library, found {libraries}")
+        with zipped.open(libraries[0]) as source, target.open("wb") as sink:
+            shutil.copyfileobj(source, sink)
+    return target
 
 
 def letterboxed(module: torch.jit.ScriptModule, photos: list[Path], max_side: int) -> list[torch.Tensor]:

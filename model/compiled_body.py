@@ -1,4 +1,4 @@
-"""An int8 convolutional body compiled ahead of time (AOTInductor), one package per input shape.
+"""An int8 convolutional body compiled ahead of time (AOTInductor), one shared library per input shape.
 
 The export (exporters.int8) quantizes YOLOv5s's body and compiles it for a few
 letterbox shapes, because Inductor fuses int8 convolutions only for static
@@ -79,14 +79,17 @@ class CompiledBody:
 
 
 def _load_package(path: Path) -> Callable[[list[torch.Tensor]], Maps]:
-    """The package's runner: a list of input tensors in, the list of output tensors out.
+    """The compiled library's runner: a list of input tensors in, the list of output tensors out.
 
-    ``torch._inductor.aoti_load_package`` wraps this same loader, but importing it pulls in all of
-    Inductor (2,000 Python modules, 160 MB per process, in every serving process); the loader
-    itself is the C++ runtime. Its arguments: the model's name in the package, one runner, on the CPU.
+    AOTInductor's C++ runner for one CPU model (the ``1``) maps the library where it lies, so
+    every serving process shares its pages (8.5 MB per shape). Loading the ``.pt2`` archive
+    instead (``AOTIModelPackageLoader``) extracted a private copy per process into a temporary
+    folder, left behind by a killed process; ``torch._inductor.aoti_load_package`` on top of it
+    also imported all of Inductor (2,000 Python modules, 160 MB per process).
     """
-    loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
-    return loader.run
+    if path.suffix == ".pt2":  # an export made before the library was taken out of the archive
+        return torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1).run
+    return torch._C._aoti.AOTIModelContainerRunnerCpu(str(path), 1).run
 
 
 def split_forward(

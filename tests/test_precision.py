@@ -39,7 +39,7 @@ CARD = ModelCard(
     torch_version="t", torchvision_version="v", precision=BF16, precision_module="body",
 )
 INT8_CARD = replace(CARD, int8={"outcome": "int8: same answers as fp32", "requires_flags": ["avx512f"],
-                                "packages": [{"shape": [640, 640], "file": "b.pt2", "sha256": "0"}]})
+                                "packages": [{"shape": [640, 640], "file": "b.so", "sha256": "0"}]})
 
 
 @pytest.mark.parametrize(
