@@ -11,6 +11,9 @@ throughput and errors per transport and level, the service's peak RSS (from
 server) on free 127.0.0.1 ports for the run and stops it after, with
 ``--env NAME=VALUE`` settings (e.g. ``DETECTOR_PRECISION=fp32``).
 
+``--mixed C`` then loads both transports at once, C clients each: the HTTP
+worker and the gRPC servers share the machine's cores, as under real traffic.
+
 ``--baseline`` also measures, in this process and in the same run, the naive
 way to answer: eager torchvision Mask R-CNN with its mask branch, default
 torch threading, one image at a time. Mask R-CNN's COCO weights are used if
@@ -175,6 +178,15 @@ def print_row(label: str, concurrency: int | str, stats: dict) -> None:
     )
 
 
+def run_mixed(predictors: dict[str, Predict], urls: list[str], concurrency: int, count: int,
+              time_limit: float) -> dict[str, dict]:
+    """Every transport at once, ``concurrency`` clients each: the service's processes share the cores."""
+    with ThreadPoolExecutor(max_workers=len(predictors)) as pool:
+        futures = {name: pool.submit(run_level, predict, urls, concurrency, count, time_limit)
+                   for name, predict in predictors.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--http", help="HTTP base URL, e.g. http://127.0.0.1:8080")
@@ -184,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=24, help="requests per transport and level")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per transport and level")
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("DETECTOR_RUN_DIR", "run")))
+    parser.add_argument("--mixed", type=int, default=0, metavar="C",
+                        help="then both transports at once, C clients each (--requests each)")
     parser.add_argument("--baseline", action="store_true", help="also measure the naive eager Mask R-CNN")
     parser.add_argument("--serve", type=Path, metavar="MODEL_DIR", help="start the service with this model for the run")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for --serve")
@@ -230,13 +244,21 @@ def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"model {report['model']}, {len(images)} images, {args.requests} requests per level")
     with serve_folder(args.images) as base:
         urls = [f"{base}/{p.name}" for p in images]
+        predictors: dict[str, Predict] = {}
         for transport, factory in transports.items():
-            predict = factory(args.http if transport == "http" else args.grpc)
+            predict = predictors[transport] = factory(args.http if transport == "http" else args.grpc)
             predict(urls[0])  # connection set-up is not part of the numbers
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 stats = run_level(predict, urls, concurrency, args.requests, args.time_limit)
                 report["results"].append({"transport": transport, "concurrency": concurrency, **stats})
                 print_row(transport, concurrency, stats)
+        if args.mixed and len(predictors) > 1:
+            mixed = run_mixed(predictors, urls, args.mixed, args.requests, args.time_limit)
+            for transport, stats in mixed.items():
+                report["results"].append({"transport": transport, "concurrency": args.mixed, "mixed": True, **stats})
+                print_row(f"{transport}+", args.mixed, stats)
+            print(f"mixed: {sum(s['throughput_rps'] for s in mixed.values()):.2f} requests/s in all "
+                  f"({args.mixed} clients per transport, all at once)")
     report["service_memory"] = service_memory(args.run_dir)
     if report["service_memory"]:
         memory = report["service_memory"]
