@@ -56,7 +56,7 @@ class CompiledBody:
             actual = sha256_of(path)
             if actual != package.sha256:
                 raise RuntimeError(f"{path} sha256 {actual} does not match its sidecar ({package.sha256})")
-            runners.append((package, _load_package(path)))
+            runners.append((package, load_runner(path)))
         strides = tuple(int(s) for s in spec["strides"])  # type: ignore[attr-defined]
         return cls(runners, float(spec["pad_value"]), strides)  # type: ignore[arg-type]
 
@@ -78,7 +78,7 @@ class CompiledBody:
         return [m[..., : height // s, : width // s] for m, s in zip(maps, self._strides)]
 
 
-def _load_package(path: Path) -> Callable[[list[torch.Tensor]], Maps]:
+def load_runner(path: Path) -> Callable[[list[torch.Tensor]], Maps]:
     """The compiled library's runner: a list of input tensors in, the list of output tensors out.
 
     AOTInductor's C++ runner for one CPU model (the ``1``) maps the library where it lies, so

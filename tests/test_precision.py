@@ -16,7 +16,7 @@ import torch
 from exporters import builder, int8, maskrcnn, sample_photos
 from exporters.precision_check import check_bf16, photos_in
 from model.card import ModelCard, sha256_of
-from model.compiled_body import CompiledBody
+from model.compiled_body import CompiledBody, load_runner
 from model.config import Settings, cgroup_cpu_limit, usable_cpus
 from model.cpu import cpu_flags
 from model.detector import Detector
@@ -242,6 +242,23 @@ def test_int8_drops_the_fp32_weights_of_the_body_it_replaces(yolov5_dir):
         maps = [torch.full((1, 255, 480 // s, 640 // s), -20.0) for s in (8, 16, 32)]  # nothing scores
         boxes, labels, scores = module.finish(maps, 480, 640, scale, left, top)
     assert boxes.shape[0] == labels.shape[0] == scores.shape[0] == 0
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="AOTInductor compiles with g++")
+def test_a_compiled_library_loads_as_its_archive_did(tmp_path):
+    """The export ships the .so out of AOTInductor's archive; an older export's .pt2 still loads, the same."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.SiLU()).eval()
+    example = torch.rand(1, 3, 32, 32)
+    archive = tmp_path / "tiny.pt2"
+    torch._inductor.aoti_compile_and_package(torch.export.export(module, (example,)), package_path=str(archive))
+    library = int8._shared_library(archive, tmp_path / "tiny.so")
+    with torch.inference_mode():
+        expected = module(example)
+        from_library = load_runner(library)([example])[0]
+        from_archive = load_runner(archive)([example])[0]
+    torch.testing.assert_close(from_library, expected)
+    torch.testing.assert_close(from_archive, from_library, rtol=0, atol=0)
 
 
 @needs_int8
