@@ -10,7 +10,9 @@ and protobuf answers. Then the real service (started here on 127.0.0.1, or
 HTTP straight to gunicorn's Unix socket (so the nginx hop shows), and gRPC.
 
 Printed: each stage's median per photo, and each transport's p50 with its ratio
-to the forward pass (letterbox + body + finish) measured here in the same run.
+to the forward pass (letterbox + body + finish) of the same photos in the same run,
+twice: as measured here, and as the service itself times it (/v1/detect's
+``timing_ms.inference``), which runs with the service's short OpenMP spin.
 
     python -m scripts.bench_stages --serve artifacts/model --images ../shared/eval/images
 """
@@ -124,6 +126,21 @@ def p50_per_photo(predict: Callable[[str], object], urls: list[str], rounds: int
     return times
 
 
+def service_stages(http_url: str, urls: list[str], rounds: int) -> dict[str, list[float]]:
+    """The service's own timing of each photo's stages (/v1/detect's ``timing_ms`` at c=1, ms)."""
+    import requests
+
+    stages: dict[str, list[float]] = {}
+    for index in range(rounds + 1):
+        for url in urls:
+            response = requests.post(f"{http_url}/v1/detect", json={"url": url}, timeout=60)
+            response.raise_for_status()
+            if index:  # the first pass warms, as for /predict
+                for stage, ms in response.json()["timing_ms"].items():
+                    stages.setdefault(stage, []).append(float(ms))
+    return stages
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", type=Path, metavar="MODEL_DIR", required=True,
@@ -145,10 +162,16 @@ def main(argv: list[str] | None = None) -> int:
             "HTTP to gunicorn": unix_http_predictor(service.run_dir / "http.sock"),
             "gRPC": grpc_predictor(service.grpc_target),
         }
-        print(f"\n{'/predict at c=1':24} {'p50 ms':>8} {'/ forward':>10}   (forward p50 {forward:.1f} ms, this run)")
+        in_service = service_stages(service.http_url, urls, args.rounds)
+        print(f"\n{'stage (in service)':24} {'p50 ms':>8} {'mean ms':>8}   (/v1/detect's timing_ms)")
+        for name, times in in_service.items():
+            print(f"{name:24} {statistics.median(times):8.2f} {statistics.mean(times):8.2f}")
+        served_forward = statistics.median(in_service["inference"])
+        print(f"\nforward p50: {forward:.1f} ms in process, {served_forward:.1f} ms in service")
+        print(f"{'/predict at c=1':24} {'p50 ms':>8} {'/ in process':>13} {'/ in service':>13}")
         for name, predict in transports.items():
             p50 = statistics.median(p50_per_photo(predict, urls, args.rounds))
-            print(f"{name:24} {p50:8.1f} {p50 / forward:10.2f}", flush=True)
+            print(f"{name:24} {p50:8.1f} {p50 / forward:13.2f} {p50 / served_forward:13.2f}", flush=True)
     return 0
 
 
