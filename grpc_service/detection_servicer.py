@@ -23,7 +23,8 @@ def model_info(detector: Detector, details: bool = True) -> detection_pb2.ModelI
     """
     card = detector.card
     return detection_pb2.ModelInfo(
-        name=card.name,
+        name=detector.name,
+        version=detector.version or 0,
         weights=card.weights,
         random_init=card.random_init,
         masks_available=card.masks,
@@ -37,6 +38,7 @@ def model_info(detector: Detector, details: bool = True) -> detection_pb2.ModelI
 
 def options_from(request: detection_pb2.DetectRequest) -> DetectOptions:
     return DetectOptions(
+        model=request.model or None,
         threshold=request.threshold if request.HasField("threshold") else None,
         classes=tuple(request.classes) or None,
         max_detections=request.max_detections if request.HasField("max_detections") else MAX_DETECTIONS,
@@ -44,7 +46,24 @@ def options_from(request: detection_pb2.DetectRequest) -> DetectOptions:
     )
 
 
-def response_from(prediction: Prediction, detector: Detector, options: DetectOptions) -> detection_pb2.DetectResponse:
+def listing(pipeline: Pipeline) -> detection_pb2.ListModelsResponse:
+    """Every model of the repository, as ``GET /v1/models`` lists them."""
+    models = []
+    for status in pipeline.models.status():
+        models.append(detection_pb2.ModelListing(
+            name=status.name,
+            default=status.default,
+            serving_version=status.serving_version or 0,
+            versions=[detection_pb2.ModelVersion(version=v.version, state=v.state, reason=v.reason)
+                      for v in status.versions],
+            info=model_info(status.detector, details=False) if status.detector is not None else None,
+            removed=status.removed,
+        ))
+    return detection_pb2.ListModelsResponse(models=models)
+
+
+def response_from(prediction: Prediction, options: DetectOptions) -> detection_pb2.DetectResponse:
+    detector = prediction.detector
     detections = []
     for found in prediction.detections:
         x1, y1, x2, y2 = prediction.image_box(found)
@@ -75,7 +94,10 @@ class DetectorServicer(detection_pb2_grpc.DetectorServicer):
         prediction = serve_predict(
             self.pipeline, "grpc", request.url, context.time_remaining(), options, alive=context.is_active
         )
-        return response_from(prediction, self.pipeline.ready_detector(), options)
+        return response_from(prediction, options)
 
     def GetModel(self, request: detection_pb2.GetModelRequest, context: grpc.ServicerContext):  # noqa: N802
-        return model_info(self.pipeline.ready_detector())
+        return model_info(self.pipeline.ready_detector(request.name or None))
+
+    def ListModels(self, request: detection_pb2.ListModelsRequest, context: grpc.ServicerContext):  # noqa: N802
+        return listing(self.pipeline)

@@ -1,12 +1,15 @@
-"""The DeepStack / CodeProject.AI object-detection API: ``POST /v1/vision/detection``.
+"""The DeepStack / CodeProject.AI object-detection API: ``POST /v1/vision/detection`` and custom models.
 
 Home Assistant, Blue Iris, Agent DVR and Frigate talk to local detection
 servers this way: a multipart ``image`` file, optional ``min_confidence`` and
 ``api_key`` form fields, answered with ``{"success": true, "predictions":
 [{"label", "confidence", "x_min", "y_min", "x_max", "y_max"}]}`` in integer
-pixels, or ``{"success": false, "error": "..."}``. A thin adapter over the same
-core as every other route: same limits, admission and metrics (with
-``transport="deepstack"``).
+pixels, or ``{"success": false, "error": "..."}``. ``/v1/vision/detection`` runs
+the default model; ``/v1/vision/custom/<name>`` the repository's model ``<name>``
+(model.repository), and ``/v1/vision/custom/list`` names them. At most
+``deepstack_max_predictions`` predictions are answered, the highest scores:
+Frigate's plugin fails on more than 20. A thin adapter over the same core as
+every other route: same limits, admission and metrics (with ``transport="deepstack"``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from http_service.errors import HTTPRefusal, with_retry_after
 from http_service.limits import upload_body_bytes
 from http_service.params import multipart_image
 from model.errors import DetectorError, InvalidRequest, Unauthorized
-from model.options import DetectOptions
+from model.options import MAX_DETECTIONS, DetectOptions
 from model.pipeline import Pipeline
 from model.serving import record_error, serve_upload
 
@@ -47,6 +50,7 @@ def _min_confidence() -> float:
 def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
     api = Blueprint("deepstack", __name__)
     api_key = pipeline.settings.deepstack_api_key
+    max_predictions = pipeline.settings.deepstack_max_predictions or MAX_DETECTIONS
     max_image_bytes = pipeline.settings.fetch.max_bytes
 
     def failure(error: DetectorError) -> Any:
@@ -62,14 +66,29 @@ def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
     def http_error(error: HTTPException) -> Any:
         return failure(HTTPRefusal.of(error))
 
-    @api.post("/v1/vision/detection")
-    def detection() -> Any:
+    def authorised() -> None:
         # The form holds the upload: its limit applies before the api_key field can be read.
         request.max_content_length = upload_body_bytes(max_image_bytes)
         if api_key and not hmac.compare_digest(request.form.get("api_key", "").encode(), api_key.encode()):
             raise Unauthorized("Incorrect api key")
+
+    @api.post("/v1/vision/detection")
+    def detection() -> Any:
+        return detect(None)
+
+    @api.post("/v1/vision/custom/list")
+    def custom_list() -> Any:
+        authorised()
+        return jsonify({"success": True, "models": pipeline.models.names()})
+
+    @api.post("/v1/vision/custom/<name>")
+    def custom(name: str) -> Any:
+        return detect(name)
+
+    def detect(model: str | None) -> Any:
+        authorised()
         data = multipart_image(request, max_image_bytes)
-        options = DetectOptions(threshold=_min_confidence())
+        options = DetectOptions(model=model, threshold=_min_confidence(), max_detections=max_predictions)
         prediction = serve_upload(pipeline, TRANSPORT, data, options, alive=caller_alive())
         width, height = prediction.original_size
         predictions = []

@@ -27,7 +27,7 @@ from http_service.params import (
     options_from_fields,
     options_from_json,
 )
-from http_service.responses import error_body, model_json, prediction_json
+from http_service.responses import error_body, model_json, models_json, prediction_json
 
 BATCH_FETCH_THREADS = 4
 
@@ -44,13 +44,17 @@ def detect_blueprint(pipeline: Pipeline) -> Blueprint:
         return serve_upload(pipeline, "http", source.data, options, alive=caller_alive())
 
     def as_json(prediction: Prediction, options: DetectOptions) -> dict[str, Any]:
-        return prediction_json(prediction, pipeline.ready_detector(), options.threshold)
+        return prediction_json(prediction, options.threshold)
 
     @api.get("/v1/model")
     def model() -> Any:
         detector = pipeline.ready_detector()
         return jsonify({**model_json(detector), "input_size": detector.card.input_size,
                         "precision_reason": detector.precision_reason, "classes": known_classes(detector.card)})
+
+    @api.get("/v1/models")
+    def models() -> Any:
+        return jsonify(models_json(pipeline))
 
     @api.post("/v1/detect")
     def detect() -> Any:
@@ -66,7 +70,8 @@ def detect_blueprint(pipeline: Pipeline) -> Blueprint:
             raise InvalidRequest('field "urls" is required and must be a list of strings', field="urls")
         if not 1 <= len(urls) <= max_batch:
             raise InvalidRequest(f'"urls" must hold 1 to {max_batch} URLs, got {len(urls)}', field="urls")
-        options = options_from_json(body).checked(pipeline.card)
+        options = options_from_json(body)
+        options.checked(pipeline.ready_detector(options.model).card)
         alive = caller_alive()
 
         def one(url: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ _CODES = {414: "request_too_large", 431: "request_too_large", 500: "internal"}
 
 def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     code = _CODES.get(status_int, "invalid_request")
-    ERRORS.labels("http", code).inc()
+    ERRORS.labels("http", "-", code).inc()
     body = json.dumps({"error": {"code": code, "message": mesg or reason}}).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"

@@ -22,6 +22,7 @@ _ERRORS = {
     "500": "Internal error",
     "502": "The image URL could not be fetched",
     "401": "A wrong or missing api_key where one is configured",
+    "404": "No served model of that name (error.code model_not_found; error.choices lists them)",
     "503": "The model is not loaded yet, or the process is full (error.code overloaded; see Retry-After)",
     "504": "Fetching the image timed out",
 }
@@ -40,8 +41,12 @@ def _errors(*codes: str) -> dict[str, Any]:
 
 
 _IMAGE_ERRORS = ("400", "403", "413", "415", "422", "500", "502", "503", "504")
+_MODEL_IMAGE_ERRORS = ("400", "403", "404", "413", "415", "422", "500", "502", "503", "504")
+_MODEL = {"type": "string", "minLength": 1,
+          "description": "The repository's model to run (GET /v1/models); default: the default model"}
 
 _OPTION_PROPERTIES: dict[str, Any] = {
+    "model": _MODEL,
     "threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "Minimum score (default: the model's)"},
     "classes": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                 "description": "Only these COCO class names"},
@@ -50,6 +55,7 @@ _OPTION_PROPERTIES: dict[str, Any] = {
 }
 
 _QUERY_OPTIONS = [
+    {"name": "model", "in": "query", "schema": _MODEL},
     {"name": "threshold", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
     {"name": "classes", "in": "query", "description": "Comma-separated COCO class names",
      "schema": {"type": "string"}},
@@ -68,6 +74,7 @@ def _image_body(max_bytes: int) -> dict[str, Any]:
                 "required": ["image"],
                 "properties": {
                     "image": {"type": "string", "format": "binary", "description": f"At most {max_bytes} bytes"},
+                    "model": _MODEL,
                     "threshold": {"type": "number", "minimum": 0, "maximum": 1},
                     "classes": {"type": "string", "description": "Comma-separated COCO class names"},
                     "max_detections": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS},
@@ -177,6 +184,7 @@ def _schemas() -> dict[str, Any]:
             ],
             "properties": {
                 "name": {"type": "string"},
+                "version": {"type": "integer", "nullable": True, "description": "the repository version serving"},
                 "weights": {"type": "string"},
                 "license": {"type": "string", "description": "who may use the weights and on what terms"},
                 "precision": {"type": "string", "enum": ["fp32", "bf16", "int8"],
@@ -210,6 +218,41 @@ def _schemas() -> dict[str, Any]:
                 "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},
             },
         },
+        "ModelList": {
+            "type": "object",
+            "required": ["models"],
+            "properties": {"models": {"type": "array", "items": {
+                "type": "object",
+                "required": ["name", "default", "serving_version", "versions"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "default": {"type": "boolean", "description": "the model /predict serves"},
+                    "serving_version": {"type": "integer", "nullable": True},
+                    "versions": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["version", "state"],
+                        "properties": {
+                            "version": {"type": "integer", "minimum": 1},
+                            "state": {"type": "string", "enum": ["loading", "ready", "failed", "unloaded"]},
+                            "reason": {"type": "string", "description": "why it failed"},
+                        },
+                    }},
+                    "removed": {"type": "boolean",
+                                "description": "its folder is gone; the default model keeps its last loaded copy"},
+                    "license": {"type": "string"},
+                    "precision": {"type": "string", "enum": ["fp32", "bf16", "int8"]},
+                    "masks_available": {"type": "boolean"},
+                    "classes": {"type": "integer", "description": "how many class names it knows"},
+                    "default_threshold": {"type": "number"},
+                },
+            }}},
+        },
+        "DeepStackModelList": {
+            "type": "object",
+            "required": ["success", "models"],
+            "properties": {"success": {"type": "boolean", "enum": [True]},
+                           "models": {"type": "array", "items": {"type": "string"}}},
+        },
         "BatchResponse": {
             "type": "object",
             "required": ["results"],
@@ -226,6 +269,20 @@ def _schemas() -> dict[str, Any]:
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
     max_bytes = settings.fetch.max_bytes
+    deepstack_notes = (
+        "Integer pixel boxes; failures are {success: false, error}. Needs api_key when "
+        "DETECTOR_DEEPSTACK_API_KEY is set. At most DETECTOR_DEEPSTACK_MAX_PREDICTIONS "
+        f"({settings.deepstack_max_predictions or MAX_DETECTIONS}) predictions, the highest scores."
+    )
+    deepstack_body = {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "required": ["image"],
+        "properties": {
+            "image": {"type": "string", "format": "binary", "description": f"At most {max_bytes} bytes"},
+            "min_confidence": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4},
+            "api_key": {"type": "string"},
+        },
+    }}}}
     png = {"description": "The image with boxes, labels and scores drawn (masks tinted when asked)",
            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
     return {
@@ -255,44 +312,54 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "parameters": _QUERY_OPTIONS,
                 "requestBody": _image_body(max_bytes),
                 "responses": {"200": _json(_ref("DetectResponse"), "Detections, best first"),
-                              **_errors(*_IMAGE_ERRORS)},
+                              **_errors(*_MODEL_IMAGE_ERRORS)},
             }},
             "/v1/detect:batch": {"post": {
                 "summary": f"Detections for up to {settings.max_batch} image URLs, answered in order",
                 "requestBody": {"required": True,
                                 "content": {"application/json": {"schema": _ref("BatchRequest")}}},
                 "responses": {"200": _json(_ref("BatchResponse"), "One result or error per URL"),
-                              **_errors("400", "413", "500", "503")},
+                              **_errors("400", "404", "413", "500", "503")},
             }},
             "/v1/detect/annotated": {
                 "get": {
                     "summary": "The image at a URL with its detections drawn",
                     "parameters": [{"name": "url", "in": "query", "required": True, "schema": {"type": "string"}},
                                    *_QUERY_OPTIONS],
-                    "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
+                    "responses": {"200": png, **_errors(*_MODEL_IMAGE_ERRORS)},
                 },
                 "post": {
                     "summary": "An uploaded image (or a URL in JSON) with its detections drawn",
                     "parameters": _QUERY_OPTIONS,
                     "requestBody": _image_body(max_bytes),
-                    "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
+                    "responses": {"200": png, **_errors(*_MODEL_IMAGE_ERRORS)},
                 },
             },
+            "/v1/models": {"get": {
+                "summary": "Every model of the repository: versions, their states, what serves, which is default",
+                "responses": {"200": _json(_ref("ModelList"), "The models")},
+            }},
             "/v1/vision/detection": {"post": {
                 "summary": "DeepStack / CodeProject.AI object detection (Home Assistant, Blue Iris, Agent DVR, Frigate)",
-                "description": "Integer pixel boxes; failures are {success: false, error}. Needs api_key when "
-                               "DETECTOR_DEEPSTACK_API_KEY is set.",
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {"type": "string", "format": "binary", "description": f"At most {max_bytes} bytes"},
-                        "min_confidence": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4},
-                        "api_key": {"type": "string"},
-                    },
-                }}}},
+                "description": "The default model. " + deepstack_notes,
+                "requestBody": deepstack_body,
                 "responses": {"200": _json(_ref("DeepStackResponse"), "Detections, best first"),
                               **_deepstack_errors("400", "401", "413", "415", "422", "500", "503")},
+            }},
+            "/v1/vision/custom/list": {"post": {
+                "summary": "DeepStack / CodeProject.AI: the names of the custom models (the repository's models)",
+                "requestBody": {"content": {"multipart/form-data": {"schema": {
+                    "type": "object", "properties": {"api_key": {"type": "string"}}}}}},
+                "responses": {"200": _json(_ref("DeepStackModelList"), "The model names"),
+                              **_deepstack_errors("401")},
+            }},
+            "/v1/vision/custom/{name}": {"post": {
+                "summary": "DeepStack / CodeProject.AI custom-model detection: the repository's model <name>",
+                "description": deepstack_notes,
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": _MODEL}],
+                "requestBody": deepstack_body,
+                "responses": {"200": _json(_ref("DeepStackResponse"), "Detections, best first"),
+                              **_deepstack_errors("400", "401", "404", "413", "415", "422", "500", "503")},
             }},
             "/healthz": {"get": {"summary": "The process is up",
                                  "responses": {"200": _json({"type": "object"}, "Alive")}}},

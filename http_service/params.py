@@ -19,7 +19,7 @@ from model.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
 from http_service.limits import upload_body_bytes
 from model.options import MAX_DETECTIONS, DetectOptions
 
-OPTION_FIELDS = ("threshold", "classes", "max_detections", "masks")
+OPTION_FIELDS = ("model", "threshold", "classes", "max_detections", "masks")
 UPLOAD_FIELD = "image"
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0"}
@@ -47,8 +47,16 @@ def _json_int(name: str, value: Any) -> int:
     return value
 
 
+def _model_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest('"model" must be the name of a served model (see /v1/models)', field="model")
+    return value
+
+
 def options_from_json(body: Mapping[str, Any]) -> DetectOptions:
     options = DetectOptions()
+    if body.get("model") is not None:
+        options = replace(options, model=_model_name(body["model"]))
     if body.get("threshold") is not None:
         options = replace(options, threshold=_json_number("threshold", body["threshold"]))
     if body.get("classes") is not None:
@@ -72,6 +80,8 @@ def options_from_fields(fields: MultiDict[str, str], extra: tuple[str, ...] = ()
     unknown = sorted(set(fields) - set(accepted))
     if unknown:
         raise InvalidRequest(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
+    if "model" in fields:
+        options = replace(options, model=_model_name(fields["model"].strip()))
     if "threshold" in fields:
         try:
             threshold = float(fields["threshold"])

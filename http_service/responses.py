@@ -7,7 +7,8 @@ from typing import Any
 from flask import Response, jsonify
 
 from model.detector import Detector
-from model.pipeline import Prediction
+from model.options import known_classes
+from model.pipeline import Pipeline, Prediction
 
 
 def error_body(code: str, message: str, choices: list[str] | None = None) -> dict[str, Any]:
@@ -24,7 +25,8 @@ def error_response(status: int, code: str, message: str, choices: list[str] | No
 def model_json(detector: Detector) -> dict[str, Any]:
     card = detector.card
     return {
-        "name": card.name,
+        "name": detector.name,
+        "version": detector.version,
         "weights": card.weights,
         "license": card.license,
         "precision": detector.precision,
@@ -34,7 +36,8 @@ def model_json(detector: Detector) -> dict[str, Any]:
     }
 
 
-def prediction_json(prediction: Prediction, detector: Detector, threshold: float | None) -> dict[str, Any]:
+def prediction_json(prediction: Prediction, threshold: float | None) -> dict[str, Any]:
+    detector = prediction.detector
     detections = []
     for detection in prediction.detections:
         item: dict[str, Any] = {
@@ -54,3 +57,29 @@ def prediction_json(prediction: Prediction, detector: Detector, threshold: float
         "detections": detections,
         "timing_ms": {stage: round(seconds * 1000, 1) for stage, seconds in prediction.timings.items()},
     }
+
+
+def models_json(pipeline: Pipeline) -> dict[str, Any]:
+    """``GET /v1/models``: every model of the repository, its versions and what serves."""
+    models = []
+    for status in pipeline.models.status():
+        entry: dict[str, Any] = {
+            "name": status.name,
+            "default": status.default,
+            "serving_version": status.serving_version,
+            "versions": [{"version": v.version, "state": v.state, **({"reason": v.reason} if v.reason else {})}
+                         for v in status.versions],
+        }
+        if status.removed:
+            entry["removed"] = True
+        if status.detector is not None:
+            card = status.detector.card
+            entry.update({
+                "license": card.license,
+                "precision": status.detector.precision,
+                "masks_available": card.masks,
+                "classes": len(known_classes(card)),
+                "default_threshold": status.detector.score_threshold,
+            })
+        models.append(entry)
+    return {"models": models}

@@ -14,6 +14,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "artifacts" / "model"
+DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "artifacts" / "models"
+# Frigate's DeepStack plugin copies the predictions into a 20-row array (README, "DeepStack").
+DEEPSTACK_MAX_PREDICTIONS = 20
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NPM_REGISTRY = "https://registry.npmjs.org"
@@ -27,6 +30,13 @@ def _env_float(env: dict[str, str], name: str, default: float | None) -> float |
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     return int(raw) if raw else default
+
+
+def _env_bounded(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _env_int(env, name, default)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, got {value}")
+    return value
 
 
 def _env_choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -137,7 +147,15 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: Path = DEFAULT_MODEL_DIR
+    # One export (DETECTOR_MODEL_DIR) served as a one-model repository, or else the repository.
+    model_dir: Path | None = None
+    model_repository: Path = DEFAULT_MODEL_REPOSITORY
+    # The model behind /predict, Predict and /v1/vision/detection (None: model.repository picks).
+    default_model: str | None = None
+    # Only these models of the repository are loaded (None: all).
+    models: tuple[str, ...] | None = None
+    # Seconds between scans of the repository for new, failed or removed versions (0: never).
+    repository_poll_seconds: float = 10.0
     score_threshold: float | None = None
     torch_threads: int = field(default_factory=lambda: default_torch_threads(usable_cpus()))
     max_image_pixels: int = 50_000_000
@@ -149,6 +167,8 @@ class Settings:
     decode_memory_mb: int = 1024
     # When set, /v1/vision/detection (the DeepStack API) requires this api_key form field.
     deepstack_api_key: str = ""
+    # The DeepStack routes answer at most this many predictions, highest scores first.
+    deepstack_max_predictions: int = DEEPSTACK_MAX_PREDICTIONS
     # auto (the fastest the export verified that this CPU runs fast), fp32, bf16 or int8: model.precision.
     precision: str = "auto"
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
@@ -158,7 +178,11 @@ class Settings:
         env = dict(os.environ if env is None else env)
         allow = tuple(item.strip() for item in env.get("DETECTOR_URL_ALLOWLIST", "").split(",") if item.strip())
         return cls(
-            model_dir=Path(env.get("DETECTOR_MODEL_DIR") or DEFAULT_MODEL_DIR),
+            model_dir=Path(env["DETECTOR_MODEL_DIR"]) if env.get("DETECTOR_MODEL_DIR", "").strip() else None,
+            model_repository=Path(env.get("DETECTOR_MODEL_REPOSITORY", "").strip() or DEFAULT_MODEL_REPOSITORY),
+            default_model=env.get("DETECTOR_DEFAULT_MODEL", "").strip() or None,
+            models=tuple(n.strip() for n in env.get("DETECTOR_MODELS", "").split(",") if n.strip()) or None,
+            repository_poll_seconds=float(_env_float(env, "DETECTOR_REPOSITORY_POLL_SECONDS", 10.0)),
             score_threshold=_env_float(env, "DETECTOR_SCORE_THRESHOLD", None),
             torch_threads=_env_int(env, "DETECTOR_TORCH_THREADS", default_torch_threads(usable_cpus())),
             max_image_pixels=_env_int(env, "DETECTOR_MAX_IMAGE_PIXELS", 50_000_000),
@@ -168,6 +192,8 @@ class Settings:
             decode_memory_mb=_env_int(env, "DETECTOR_DECODE_MEMORY_MB", 1024),
             precision=_env_choice(env, "DETECTOR_PRECISION", PRECISIONS, "auto"),
             deepstack_api_key=env.get("DETECTOR_DEEPSTACK_API_KEY", ""),
+            deepstack_max_predictions=_env_bounded(env, "DETECTOR_DEEPSTACK_MAX_PREDICTIONS", DEEPSTACK_MAX_PREDICTIONS,
+                                                   0, 100),
             fetch=FetchPolicy(
                 connect_timeout=float(_env_float(env, "DETECTOR_CONNECT_TIMEOUT", 3.0)),
                 read_timeout=float(_env_float(env, "DETECTOR_READ_TIMEOUT", 5.0)),

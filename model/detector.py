@@ -53,6 +53,9 @@ class Detector:
         self._module = module
         self._body = body
         self.card = card
+        # What the repository serves it as (model.repository): its folder's name and version.
+        self.name = card.name
+        self.version: int | None = None
         self.score_threshold = card.score_threshold if score_threshold is None else score_threshold
         self.precision = precision
         self.precision_reason = precision_reason
@@ -61,15 +64,18 @@ class Detector:
         self.warm = False
 
     @classmethod
-    def load(cls, directory: Path, score_threshold: float | None = None, precision: str = "auto") -> "Detector":
+    def load(
+        cls, directory: Path, score_threshold: float | None = None, precision: str = "auto",
+        thread: InferenceThread | None = None,
+    ) -> "Detector":
         """Load and verify an export, then put it in the numerics chosen for this CPU.
 
         A checksum mismatch means a half-written or swapped file. ``precision``
-        is DETECTOR_PRECISION (see model.precision). Loading and conversion run
-        on the detector's own model thread, like everything after.
+        is DETECTOR_PRECISION (see model.precision). ``thread`` is the process's model
+        thread, shared by every model it serves (model.repository); loading runs on the
+        caller's thread, so a model being loaded holds up no request to another one.
         """
-        thread = InferenceThread()
-        return thread.call(cls._load, Path(directory), score_threshold, precision, thread)
+        return cls._load(Path(directory), score_threshold, precision, thread or InferenceThread())
 
     @classmethod
     def _load(
@@ -105,17 +111,15 @@ class Detector:
         """Forward passes so the first caller does not pay for lazy initialisation.
 
         TorchScript's profiling executor specialises a graph on its second run, so one is not enough;
-        an int8 body runs once in each of its compiled shapes.
+        an int8 body runs once in each of its compiled shapes. Each pass queues on the model thread
+        on its own, so requests to a model already serving wait at most one pass.
         """
-        self._thread.call(self._warm_up)
-        self.warm = True
-
-    def _warm_up(self) -> None:
-        for _ in range(2):
-            self._forward(torch.full((3, 480, 640), 0.5))
+        shapes = [(480, 640), (480, 640)]
         if self._body is not None:  # oneDNN builds each compiled shape's kernels on its first run
-            for height, width in self._body.shapes:
-                self._forward(torch.full((3, height, width), 0.5))
+            shapes += self._body.shapes
+        for height, width in shapes:
+            self._thread.call(self._forward, torch.full((3, height, width), 0.5))
+        self.warm = True
 
     @property
     def supports_masks(self) -> bool:

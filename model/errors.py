@@ -15,7 +15,8 @@ class DetectorError(Exception):
     not among them, so a client can correct itself without reading the docs;
     ``field`` names the request field at fault, where there is one. ``host``
     is the image URL's host, set by the serving core for the log line.
-    ``retry_after`` (seconds) is set where retrying later is the right move.
+    ``retry_after`` (seconds) is set where retrying later is the right move. ``model`` is the
+    served model the request ran on, once known, for the metrics ("-" before).
     """
 
     code = "internal"
@@ -30,6 +31,7 @@ class DetectorError(Exception):
         self.choices = choices
         self.field = field if field is not None else self.default_field
         self.host = "-"
+        self.model = "-"
 
 
 class InvalidRequest(DetectorError):
@@ -107,6 +109,15 @@ class ModelNotReady(DetectorError):
     code = "model_not_ready"
     http_status = 503
     grpc_status = "UNAVAILABLE"
+
+
+class ModelNotFound(DetectorError):
+    """The request named a model the repository does not serve; ``choices`` lists those it does."""
+
+    code = "model_not_found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+    default_field = "model"
 
 
 class Overloaded(DetectorError):

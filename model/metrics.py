@@ -24,16 +24,28 @@ HTTP_INFERENCE_COUNT = Counter(
 GRPC_INFERENCE_COUNT = Counter(
     "app_grpc_inference_count", "InstanceDetector/Predict calls, counted on arrival whatever their outcome."
 )
+# ``model`` is a model the repository serves, or "-" where a request failed before naming one it
+# serves (a caller's unknown name never becomes a label: that would let callers mint series).
 REQUEST_SECONDS = Histogram(
-    "app_request_duration_seconds", "Whole predict request latency.", ["transport"], buckets=_LATENCY_BUCKETS
+    "app_request_duration_seconds", "Whole predict request latency.", ["transport", "model"],
+    buckets=_LATENCY_BUCKETS,
 )
 STAGE_SECONDS = Histogram(
     "app_stage_duration_seconds", "Time per pipeline stage (fetch, decode, inference).",
-    ["transport", "stage"], buckets=_LATENCY_BUCKETS,
+    ["transport", "model", "stage"], buckets=_LATENCY_BUCKETS,
 )
 ERRORS = Counter(
     "app_request_errors", "Failed requests by error code: every route, both transports, the front's refusals.",
-    ["transport", "code"],
+    ["transport", "model", "code"],
+)
+MODEL_VERSIONS_LOADED = Gauge(
+    "app_model_versions_loaded",
+    "Serving processes with this version of this model loaded and serving (model.repository).",
+    ["model", "version"], multiprocess_mode="livesum",
+)
+MODEL_LOAD_FAILURES = Counter(
+    "app_model_load_failures", "Model versions that failed to load (bad checksum, corrupt or unsupported export).",
+    ["model"],
 )
 IN_FLIGHT = Gauge(
     "app_requests_in_flight", "Predict requests being served.", ["transport"], multiprocess_mode="livesum"
@@ -44,7 +56,7 @@ MODEL_PROCESSES_READY = Gauge(
     multiprocess_mode="livesum",
 )
 MODEL_INFO = Gauge(
-    "app_model_info", "The model each process serves (value 1).", ["model", "weights"], multiprocess_mode="max"
+    "app_model_info", "The default model each process serves (value 1).", ["model", "weights"], multiprocess_mode="max"
 )
 
 

@@ -26,6 +26,8 @@ def known_classes(card: ModelCard) -> list[str]:
 
 @dataclass(frozen=True)
 class DetectOptions:
+    # The repository's model to run (model.repository); None: the default model.
+    model: str | None = None
     threshold: float | None = None
     classes: tuple[str, ...] | None = None
     max_detections: int = MAX_DETECTIONS
@@ -54,8 +56,8 @@ class DetectOptions:
                 raise InvalidRequest('"classes" must name at least one class (omit it for all classes)', field="classes")
         if self.masks and not card.masks:
             raise InvalidRequest(
-                f'"masks" needs a model with a mask branch (Mask R-CNN); this service runs {card.name}, '
-                "which predicts boxes only",
+                f'"masks" needs a model with a mask branch (Mask R-CNN); model {card.name} '
+                "predicts boxes only",
                 field="masks",
             )
         return self

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -24,9 +25,10 @@ from model.errors import ModelNotReady
 from model.fetch import Fetcher
 from model.decode_budget import MIB, DecodeBudget
 from model.images import PREVIEW_MAX_SIDE, decode_cost, finish, limit_side, open_near, to_tensor
-from model.inference_thread import Alive
+from model.inference_thread import Alive, InferenceThread
 from model.memory import keep_activations_on_heap, release_freed_memory
 from model.options import DetectOptions
+from model.repository import ModelRepository, scan_repository, single_export
 from model.rle import encode
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Prediction:
     image: Image.Image
     original: Image.Image
     original_size: tuple[int, int]
+    detector: Detector
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -91,47 +94,71 @@ def configure_torch(threads: int) -> None:
 
 
 class Pipeline:
+    """The request path of one serving process, over its model repository (model.repository)."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.fetcher = Fetcher(settings.fetch)
         self.admission = Admission(settings.max_in_flight)
         self.decode_budget = DecodeBudget(settings.decode_memory_mb * MIB)
-        self.detector: Detector | None = None
+        scan = single_export(settings.model_dir) if settings.model_dir else (
+            lambda: scan_repository(settings.model_repository))
+        self.models = ModelRepository(scan, self._load_version, settings.default_model, settings.models)
         self.load_error: str | None = None
         self._settled = threading.Event()
+        self._stop_polling = threading.Event()
 
-    def load(self) -> None:
-        """Load the model and run one warm-up inference: readiness means the first call is fast."""
-        configure_torch(self.settings.torch_threads)
-        keep_activations_on_heap()
-        detector = Detector.load(self.settings.model_dir, self.settings.score_threshold, self.settings.precision)
+    def _load_version(self, folder: Path, thread: InferenceThread) -> Detector:
+        detector = Detector.load(folder, self.settings.score_threshold, self.settings.precision, thread)
         started = time.perf_counter()
         detector.warm_up()
-        log.info(
-            "model warm (%.2fs warm-up, %d torch threads, images shrunk to at most %d px)",
-            time.perf_counter() - started, torch.get_num_threads(), self._max_side(detector),
-        )
-        self.detector = detector
+        log.info("model %s warm (%.2fs warm-up, %d torch threads, images shrunk to at most %d px)",
+                 detector.card.name, time.perf_counter() - started, torch.get_num_threads(), self._max_side(detector))
+        return detector
+
+    def load(self) -> None:
+        """Load every model of the repository, warm: readiness means the first call is fast.
+
+        Raises if the default model (the one ``/predict`` serves) has no version that loads.
+        """
+        configure_torch(self.settings.torch_threads)
+        keep_activations_on_heap()
+        self.models.refresh()
+        if not self.models.ready:
+            source = self.settings.model_dir or self.settings.model_repository
+            if self.models.default is None:
+                raise RuntimeError(f"no model in {source} (expected <name>/<version>/model.json)")
+            if self.models.default not in self.models.names():
+                raise RuntimeError(f"the default model {self.models.default!r} is not in {source} "
+                                   f"(it has: {', '.join(self.models.names()) or 'nothing'})")
+            failed = [v.reason for s in self.models.status() if s.name == self.models.default
+                      for v in s.versions if v.reason]
+            raise RuntimeError(f"no version of the default model {self.models.default!r} in {source} loads: "
+                               + "; ".join(failed))
 
     def load_in_background(
         self,
         on_ready: Callable[[Detector], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
     ) -> threading.Thread:
-        """Load without blocking start-up, so health checks answer (not ready) while it runs."""
+        """Load without blocking start-up, so health checks answer (not ready) while it runs; then
+        watch the repository every ``repository_poll_seconds`` (never, at 0)."""
 
         def _load() -> None:
             try:
                 self.load()
-                if on_ready is not None and self.detector is not None:
-                    on_ready(self.detector)
+                if on_ready is not None:
+                    on_ready(self.models.get())
             except Exception as exc:  # noqa: BLE001 - reported through readiness and the log
                 self.load_error = f"{exc.__class__.__name__}: {exc}"
-                log.exception("model failed to load from %s", self.settings.model_dir)
+                log.exception("the models failed to load")
                 if on_failure is not None:
                     on_failure(self.load_error)
+                return
             finally:
                 self._settled.set()
+            if self.settings.repository_poll_seconds > 0 and not self.settings.model_dir:
+                self.models.poll(self.settings.repository_poll_seconds, self._stop_polling)
 
         thread = threading.Thread(target=_load, name="model-loader", daemon=True)
         thread.start()
@@ -140,6 +167,9 @@ class Pipeline:
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Block until loading has ended (warm, or failed); True if it ended within ``timeout``."""
         return self._settled.wait(timeout)
+
+    def stop_polling(self) -> None:
+        self._stop_polling.set()
 
     @property
     def not_ready_reason(self) -> str:
@@ -150,20 +180,20 @@ class Pipeline:
 
     @property
     def ready(self) -> bool:
-        return self.detector is not None and self.detector.warm
+        return self.models.ready
 
     def _max_side(self, detector: Detector) -> int:
         return self.settings.max_side if self.settings.max_side is not None else detector.card.max_side
 
-    def ready_detector(self) -> Detector:
-        """The warm detector, or ModelNotReady saying why there is none yet."""
-        if self.detector is None or not self.ready:
+    def ready_detector(self, model: str | None = None) -> Detector:
+        """The warm detector serving ``model`` (None: the default), or ModelNotReady / ModelNotFound."""
+        if self.load_error and not self.models.ready:
             raise ModelNotReady(self.not_ready_reason)
-        return self.detector
+        return self.models.get(model)
 
     @property
     def card(self) -> ModelCard:
-        """The served model's sidecar; ModelNotReady until it is loaded."""
+        """The default model's sidecar; ModelNotReady until it is loaded."""
         return self.ready_detector().card
 
     def predict_url(
@@ -177,7 +207,7 @@ class Pipeline:
 
         ``alive`` is asked before the model runs (see :class:`InferenceThread`).
         """
-        detector = self.ready_detector()
+        detector = self.ready_detector(options.model)
         options.checked(detector.card)
         started = time.perf_counter()
         data = self.fetcher.fetch(url, timeout).data
@@ -186,7 +216,7 @@ class Pipeline:
     def predict_bytes(
         self, data: bytes, options: DetectOptions = DEFAULT_OPTIONS, alive: Alive | None = None
     ) -> Prediction:
-        detector = self.ready_detector()
+        detector = self.ready_detector(options.model)
         return self._predict(detector, data, options.checked(detector.card), {}, alive)
 
     def _predict(
@@ -212,4 +242,4 @@ class Pipeline:
         detections = options.select(detector.detect(tensor, options.threshold, options.masks, alive))
         done = time.perf_counter()
         timings = {**timings, "decode": decoded_at - started, "inference": done - decoded_at}
-        return Prediction(detections, image, preview, stored_size, timings)
+        return Prediction(detections, image, preview, stored_size, detector, timings)

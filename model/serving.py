@@ -37,18 +37,23 @@ def record_error(transport: str, error: DetectorError) -> None:
     Called by each transport's one error mapping (a Flask error handler, the
     gRPC handler wrapper), so no route can forget it.
     """
-    ERRORS.labels(transport, error.code).inc()
-    log.warning("request failed transport=%s host=%s code=%s: %s", transport, error.host, error.code, error.message)
+    ERRORS.labels(transport, error.model, error.code).inc()
+    log.warning("request failed transport=%s model=%s host=%s code=%s: %s",
+                transport, error.model, error.host, error.code, error.message)
 
 
-def serve(pipeline: Pipeline, transport: str, source: str, work: Callable[[], Prediction], admit: bool = True) -> Prediction:
+def serve(
+    pipeline: Pipeline, transport: str, source: str, work: Callable[[], Prediction], admit: bool = True,
+    model: str | None = None,
+) -> Prediction:
     """Run one prediction with its metrics; raises only :class:`DetectorError`, never a raw exception.
 
     ``source`` is the image URL (logged by host only) or a description of an
-    upload. ``admit`` takes one of the process's prediction slots first
-    (:mod:`model.admission`); a batch takes one for all its items.
+    upload; ``model`` the model asked for (None: the default). ``admit`` takes one of the
+    process's prediction slots first (:mod:`model.admission`); a batch takes one for all its items.
     """
     started = time.perf_counter()
+    label = pipeline.models.label(model)
     in_flight = IN_FLIGHT.labels(transport)
     try:
         with pipeline.admission.slot() if admit else nullcontext():
@@ -58,17 +63,17 @@ def serve(pipeline: Pipeline, transport: str, source: str, work: Callable[[], Pr
             finally:
                 in_flight.dec()
     except DetectorError as exc:
-        exc.host = _host_of(source)
+        exc.host, exc.model = _host_of(source), label
         raise
     except Exception:
-        log.exception("predict crashed transport=%s host=%s", transport, _host_of(source))
+        log.exception("predict crashed transport=%s model=%s host=%s", transport, label, _host_of(source))
         error = DetectorError("internal error while processing the image")
-        error.host = _host_of(source)
+        error.host, error.model = _host_of(source), label
         raise error from None
     finally:
-        REQUEST_SECONDS.labels(transport).observe(time.perf_counter() - started)
+        REQUEST_SECONDS.labels(transport, label).observe(time.perf_counter() - started)
     for stage, seconds in prediction.timings.items():
-        STAGE_SECONDS.labels(transport, stage).observe(seconds)
+        STAGE_SECONDS.labels(transport, label, stage).observe(seconds)
     return prediction
 
 
@@ -82,13 +87,15 @@ def serve_predict(
     admit: bool = True,
 ) -> Prediction:
     """``alive`` says whether the caller still waits; the model is not run for one who left."""
-    return serve(pipeline, transport, url, lambda: pipeline.predict_url(url, timeout, options, alive), admit)
+    return serve(pipeline, transport, url, lambda: pipeline.predict_url(url, timeout, options, alive), admit,
+                 options.model)
 
 
 def serve_upload(
     pipeline: Pipeline, transport: str, data: bytes, options: DetectOptions, alive: Alive | None = None
 ) -> Prediction:
-    return serve(pipeline, transport, "upload", lambda: pipeline.predict_bytes(data, options, alive))
+    return serve(pipeline, transport, "upload", lambda: pipeline.predict_bytes(data, options, alive),
+                 model=options.model)
 
 
 # gunicorn's "worker failed to boot" code: its master stops too, so supervisord sees the failure.
@@ -116,7 +123,8 @@ def start_pipeline(
     """A pipeline whose model loads in the background and announces itself in the metrics."""
 
     def _ready(detector: Detector) -> None:
-        MODEL_INFO.labels(detector.card.name, detector.card.weights).set(1)
+        """``detector``: the default model's."""
+        MODEL_INFO.labels(detector.name, detector.card.weights).set(1)
         MODEL_PROCESSES_READY.set(1)
         if on_ready is not None:
             on_ready(detector)

@@ -55,8 +55,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def model_env(path: Path) -> dict[str, str]:
+    """``path`` as the service's model setting: one export (it holds model.json) or a model repository."""
+    if (Path(path) / "model.json").is_file():
+        return {"DETECTOR_MODEL_DIR": str(path)}
+    return {"DETECTOR_MODEL_DIR": "", "DETECTOR_MODEL_REPOSITORY": str(path)}
+
+
 class ServiceProcess:
     def __init__(self, repo: Path, model_dir: Path, run_dir: Path, extra_env: dict[str, str] | None = None):
+        """``model_dir``: one export, or a model repository (model.repository)."""
         self.repo = repo
         self.run_dir = run_dir
         self.http_port = free_port()
@@ -67,7 +75,7 @@ class ServiceProcess:
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "DETECTOR_RUN_DIR": str(run_dir),
-            "DETECTOR_MODEL_DIR": str(model_dir),
+            **model_env(model_dir),
             "DETECTOR_HTTP_HOST": "127.0.0.1",
             "DETECTOR_HTTP_PORT": str(self.http_port),
             "DETECTOR_GRPC_HOST": "127.0.0.1",
@@ -231,7 +239,8 @@ class ServiceProcess:
             return error.code, error.read().decode()
 
     def metric(self, name: str = "app_http_inference_count", **labels: str) -> float:
-        """The sum of the samples of ``name`` (a counter's ``_total``) whose labels include ``labels``.
+        """The sum of the samples named ``name`` (or ``name_total``; a histogram's ``x_count`` too) whose labels
+        include ``labels``.
 
         A series nothing has written yet is absent from /metrics, and reads as 0.
         """
@@ -239,7 +248,7 @@ class ServiceProcess:
 
         status, text = self.get("/metrics")
         assert status == 200
-        return sum(sample.value for family in text_string_to_metric_families(text) if family.name == name
+        return sum(sample.value for family in text_string_to_metric_families(text)
                    for sample in family.samples if sample.name in (name, f"{name}_total")
                    and labels.items() <= sample.labels.items())
 

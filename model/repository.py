@@ -1,0 +1,310 @@
+"""The model repository: several exports at once, each serving its newest good version, swapped live.
+
+Layout, as Triton, OpenVINO Model Server and TorchServe keep theirs::
+
+    <root>/<name>/<version>/      version: a positive integer; the folder: an export as
+                                  ``python -m exporters --out`` writes it
+
+Anything else (``.staging-3``, ``latest``, files) is ignored, so a new version is written
+under another name and renamed into place: a scan never sees half a folder.
+
+Each serving process (the gunicorn worker, each gRPC server) holds one :class:`ModelRepository`
+and refreshes it from its own poller thread, so both transports and every route see the same
+models through one implementation. A refresh, per model:
+
+* loads the highest version present that has not failed (checksums verified, numerics
+  chosen, warmed), and only then swaps it in; requests already running finish on the old
+  version, which is freed when the last of them lets go of it;
+* keeps the serving version when a newer one fails to load, and records why (state, log
+  line, ``app_model_load_failures_total``); the failed folder is tried again only once its
+  sidecar changes;
+* falls back to the highest remaining version when the serving version's folder is removed
+  (that is how an operator rolls back);
+* unloads a model whose folder is gone, except the default model: it keeps its last loaded
+  copy, so ``/predict`` never breaks, and says so.
+
+All models share the process's one :class:`InferenceThread`: one OpenMP team, whichever model
+a request asks for. Loading runs on the poller thread; only the warm-up passes queue on the
+model thread, one at a time, so a request waits at most one warm-up pass for a swap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from model.card import CARD_FILE
+from model.detector import Detector
+from model.errors import ModelNotFound, ModelNotReady
+from model.inference_thread import InferenceThread
+from model.metrics import MODEL_LOAD_FAILURES, MODEL_VERSIONS_LOADED
+
+log = logging.getLogger(__name__)
+
+VERSION_NAME = re.compile(r"[1-9][0-9]{0,8}")
+LOADING, READY, FAILED, UNLOADED = "loading", "ready", "failed", "unloaded"
+# With DETECTOR_DEFAULT_MODEL unset and several models present: the order `make run`'s
+# MODEL_SOURCE=auto tries them in (exporters.builder.export_auto), then by name.
+AUTO_ORDER = ("maskrcnn_resnet50_fpn_v2", "yolov5s", "mb3-centernet")
+
+# Versions found on disk: model name -> version -> folder.
+Found = dict[str, dict[int, Path]]
+# Loads and warms one version folder; raises whatever loading raised.
+Loader = Callable[[Path, InferenceThread], Detector]
+
+
+def scan_repository(root: Path) -> Found:
+    """``<root>/<name>/<version>/`` folders holding a sidecar; an absent root holds nothing."""
+    found: Found = {}
+    try:
+        models = [entry for entry in Path(root).iterdir() if entry.is_dir() and not entry.name.startswith(".")]
+    except FileNotFoundError:
+        return found
+    for model_dir in models:
+        try:
+            versions = {int(v.name): v for v in model_dir.iterdir()
+                        if v.is_dir() and VERSION_NAME.fullmatch(v.name) and (v / CARD_FILE).is_file()}
+        except FileNotFoundError:  # removed while scanning
+            continue
+        if versions:
+            found[model_dir.name] = versions
+    return found
+
+
+def single_export(directory: Path) -> Callable[[], Found]:
+    """DETECTOR_MODEL_DIR: one export as a one-model repository, named by its sidecar, version 1."""
+
+    def scan() -> Found:
+        try:
+            name = str(json.loads((Path(directory) / CARD_FILE).read_text())["name"])
+        except (OSError, ValueError, KeyError, TypeError):
+            name = Path(directory).name  # unreadable: loading it will fail and say why
+        return {name: {1: Path(directory)}}
+
+    return scan
+
+
+def _stamp(folder: Path) -> tuple[int, int] | None:
+    """What identifies a version folder's contents cheaply: its sidecar's mtime and size."""
+    try:
+        stat = (folder / CARD_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@dataclass
+class VersionState:
+    version: int
+    state: str
+    reason: str = ""
+
+
+@dataclass
+class ServedModel:
+    """One model: its versions on disk, and the detector serving it (None until one loads)."""
+
+    name: str
+    versions: dict[int, VersionState] = field(default_factory=dict)
+    detector: Detector | None = None
+    version: int | None = None
+    # The folder is gone and this is the default model: the last loaded copy keeps serving.
+    removed: bool = False
+    failed: dict[int, tuple[int, int] | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A consistent snapshot of one model for listings (/v1/models, ListModels)."""
+
+    name: str
+    default: bool
+    serving_version: int | None
+    versions: list[VersionState]
+    detector: Detector | None
+    removed: bool
+
+
+class ModelRepository:
+    def __init__(
+        self,
+        scan: Callable[[], Found],
+        loader: Loader,
+        default: str | None = None,
+        only: Iterable[str] | None = None,
+    ):
+        self._scan = scan
+        self._loader = loader
+        self._wanted_default = default
+        self._only = frozenset(only) if only else None
+        self._models: dict[str, ServedModel] = {}
+        self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
+        self.thread = InferenceThread()
+        self.default: str | None = default
+
+    # -- reading (request threads) ------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def label(self, name: str | None) -> str:
+        """``name`` (None: the default) as a metrics label if this repository has it, else "-"."""
+        with self._lock:
+            wanted = name or self.default
+            return wanted if wanted in self._models else "-"
+
+    def get(self, name: str | None = None) -> Detector:
+        """The detector serving ``name`` (None: the default model), or why there is none."""
+        with self._lock:
+            wanted = name or self.default
+            entry = self._models.get(wanted) if wanted else None
+            if entry is None:
+                names = sorted(self._models)
+                if name:
+                    raise ModelNotFound(
+                        f"no model named {name!r} in this service; it serves: {', '.join(names) or 'none yet'}",
+                        choices=names,
+                    )
+                raise ModelNotReady("the model is still loading; retry shortly")
+            if entry.detector is None:
+                if any(v.state == LOADING for v in entry.versions.values()) or not entry.versions:
+                    raise ModelNotReady(f"model {entry.name!r} is still loading; retry shortly")
+                raise ModelNotReady(
+                    f"model {entry.name!r} failed to load; the operator will find why in the service log"
+                )
+            return entry.detector
+
+    def status(self) -> list[ModelStatus]:
+        with self._lock:
+            return [
+                ModelStatus(
+                    name=entry.name, default=entry.name == self.default, serving_version=entry.version,
+                    versions=[entry.versions[v] for v in sorted(entry.versions)], detector=entry.detector,
+                    removed=entry.removed,
+                )
+                for entry in sorted(self._models.values(), key=lambda e: e.name)
+            ]
+
+    @property
+    def ready(self) -> bool:
+        """The default model serves: what /predict and readiness need."""
+        with self._lock:
+            entry = self._models.get(self.default) if self.default else None
+            return entry is not None and entry.detector is not None
+
+    # -- refreshing (the poller thread) -----------------------------------------------------
+
+    def refresh(self) -> None:
+        """One pass over the repository: load what is new, fall back from what was removed."""
+        with self._refreshing:
+            found = self._scan()
+            if self._only is not None:
+                found = {name: versions for name, versions in found.items() if name in self._only}
+            with self._lock:
+                if self.default is None:
+                    self.default = self._choose_default(found)
+                for name in found:
+                    self._models.setdefault(name, ServedModel(name))
+            for name in sorted(found, key=lambda n: (n != self.default, n)):
+                self._refresh_model(self._models[name], found[name])
+            for name in [n for n in self.names() if n not in found]:
+                self._forget(name)
+
+    def _choose_default(self, found: Found) -> str | None:
+        if self._wanted_default:
+            return self._wanted_default
+        for name in AUTO_ORDER:
+            if name in found:
+                return name
+        return min(found) if found else None
+
+    def _refresh_model(self, entry: ServedModel, versions: dict[int, Path]) -> None:
+        with self._lock:
+            if entry.removed:
+                log.info("model %s is back in the repository", entry.name)
+            entry.removed = False
+            for version in list(entry.versions):
+                if version not in versions and version != entry.version:
+                    del entry.versions[version]
+            for version in versions:
+                if version not in entry.versions:
+                    entry.versions[version] = VersionState(version, UNLOADED)
+        for version in sorted(versions, reverse=True):
+            if version in entry.failed:
+                if entry.failed[version] == _stamp(versions[version]):
+                    continue  # failed, and unchanged since
+                del entry.failed[version]
+            serving_present = entry.version is not None and entry.version in versions
+            if version == entry.version or (serving_present and version < entry.version):
+                break  # the best version there is already serves
+            if self._load(entry, version, versions[version]):
+                break
+        with self._lock:  # a version swapped out after its folder went is no longer listed
+            for version in list(entry.versions):
+                if version not in versions and version != entry.version:
+                    del entry.versions[version]
+
+    def _load(self, entry: ServedModel, version: int, folder: Path) -> bool:
+        with self._lock:
+            entry.versions[version] = VersionState(version, LOADING)
+        stamp = _stamp(folder)
+        try:
+            detector = self._loader(folder, self.thread)
+        except Exception as exc:  # noqa: BLE001 - any failure to load is this version's state, not a crash
+            reason = f"{exc.__class__.__name__}: {exc}"
+            with self._lock:
+                entry.versions[version] = VersionState(version, FAILED, reason)
+                entry.failed[version] = stamp
+            MODEL_LOAD_FAILURES.labels(entry.name).inc()
+            log.error("model %s version %d failed to load from %s (%s); %s", entry.name, version, folder, reason,
+                      f"version {entry.version} keeps serving" if entry.version is not None else "nothing serves it")
+            return False
+        detector.name, detector.version = entry.name, version
+        with self._lock:
+            previous = entry.version
+            entry.detector, entry.version = detector, version
+            entry.versions[version] = VersionState(version, READY)
+            if previous is not None and previous in entry.versions:
+                entry.versions[previous] = VersionState(previous, UNLOADED)
+        MODEL_VERSIONS_LOADED.labels(entry.name, str(version)).set(1)
+        if previous is not None:
+            MODEL_VERSIONS_LOADED.labels(entry.name, str(previous)).set(0)
+        log.info("model %s version %d serving%s", entry.name, version,
+                 f" (was version {previous}; requests already running finish on it)" if previous else "")
+        return True
+
+    def _forget(self, name: str) -> None:
+        with self._lock:
+            entry = self._models[name]
+            if name == self.default and entry.detector is not None:
+                if not entry.removed:
+                    log.warning("model %s (the default) is gone from the repository; its loaded version %s keeps "
+                                "serving /predict until a version is back", name, entry.version)
+                entry.removed = True
+                entry.versions = {v: s for v, s in entry.versions.items() if v == entry.version}
+                return
+            del self._models[name]
+        if entry.version is not None:
+            MODEL_VERSIONS_LOADED.labels(name, str(entry.version)).set(0)
+        log.info("model %s is gone from the repository: unloaded (requests already running finish on it)", name)
+
+    def poll(self, interval: float, stop: threading.Event) -> threading.Thread:
+        """Refresh every ``interval`` seconds until ``stop`` is set; a failed pass is logged, not fatal."""
+
+        def run() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.refresh()
+                except Exception:  # noqa: BLE001 - the next pass tries again
+                    log.exception("scanning the model repository failed")
+
+        thread = threading.Thread(target=run, name="model-repository", daemon=True)
+        thread.start()
+        return thread
