@@ -21,7 +21,7 @@ torchvision can download them, otherwise random init (the same computation).
 
     python -m scripts.bench --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
         --images ../shared/eval/images --baseline --json bench-results/run.json
-    python -m scripts.bench --serve artifacts/model --images ../shared/eval/images --baseline
+    python -m scripts.bench --serve artifacts/models --images ../shared/eval/images --baseline
 """
 
 from __future__ import annotations

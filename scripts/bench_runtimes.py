@@ -18,7 +18,7 @@ sizes the service gives the body (mean over photos of each photo's p50). The
 row the service serves here (``DETECTOR_PRECISION=auto``) is marked, and its
 ratio to OpenVINO's fastest is printed with the CPU's model and kind.
 
-    python -m scripts.bench_runtimes --model artifacts/model --images ../shared/eval/images
+    python -m scripts.bench_runtimes --model artifacts/models/yolov5s/1 --images ../shared/eval/images
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def served_name(choice: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("artifacts/model"), help="an export (python -m exporters)")
+    parser.add_argument("--model", type=Path, default=Path("artifacts/models/yolov5s/1"), help="an export (python -m exporters)")
     parser.add_argument("--images", type=Path, help="photos to time at their letterboxed sizes")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per runtime and input")
     parser.add_argument("--threads", type=int, default=Settings.from_env().torch_threads,

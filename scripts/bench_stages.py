@@ -14,7 +14,7 @@ to the forward pass (letterbox + body + finish) of the same photos in the same r
 twice: as measured here, and as the service itself times it (/v1/detect's
 ``timing_ms.inference``), which runs with the service's short OpenMP spin.
 
-    python -m scripts.bench_stages --serve artifacts/model --images ../shared/eval/images
+    python -m scripts.bench_stages --serve artifacts/models/yolov5s/1 --images ../shared/eval/images
 """
 
 from __future__ import annotations

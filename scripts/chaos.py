@@ -25,7 +25,7 @@ Exits non-zero when a promise is broken:
 Bounded: each action waits at most 60 s for capacity and the whole run at most
 ``--time-limit`` seconds; load goes only to 127.0.0.1.
 
-    python -m scripts.chaos --serve artifacts/model --images ../shared/eval/images
+    python -m scripts.chaos --serve artifacts/models --images ../shared/eval/images
 """
 
 from __future__ import annotations

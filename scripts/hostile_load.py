@@ -15,7 +15,7 @@ the gRPC server on free 127.0.0.1 ports) and a hostile image server on
 
 Every baseline is measured in the same run. Numbers go to docs/reliability.md.
 
-    python -m scripts.hostile_load --serve artifacts/model --images ../shared/eval/images
+    python -m scripts.hostile_load --serve artifacts/models --images ../shared/eval/images
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ resizes again inside the model (its export's ``--min-size/--max-size``), so
 compare its exports made with different sizes as separate model directories:
 
     python -m exporters --source maskrcnn --min-size 512 --max-size 853 --out /tmp/mrcnn-512
-    python -m scripts.size_sweep --models artifacts/model /tmp/mrcnn-512 --max-sides 1333,640 \\
+    python -m scripts.size_sweep --models artifacts/models/yolov5s/1 /tmp/mrcnn-512 --max-sides 1333,640 \\
         --images ../shared/eval/images --labels ../shared/eval/labels.json --threads 2
 """
 

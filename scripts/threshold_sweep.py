@@ -4,7 +4,7 @@
 Runs the model once per image and re-thresholds its raw detections, so a sweep
 costs one inference per image. Used to pick the sidecar's default threshold:
 
-    python -m scripts.threshold_sweep --model artifacts/model \\
+    python -m scripts.threshold_sweep --model artifacts/models/yolov5s/1 \\
         --images ../shared/eval/images --labels ../shared/eval/labels.json
 """
 
