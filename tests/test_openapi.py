@@ -43,8 +43,9 @@ def test_the_served_document_describes_every_route(service):
     assert document == schema.raw_schema
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
-        "/predict", "/v1/model", "/v1/detect", "/v1/detect:batch", "/v1/detect/annotated",
-        "/v1/vision/detection", "/healthz", "/readyz", "/metrics",
+        "/predict", "/v1/model", "/v1/models", "/v1/detect", "/v1/detect:batch", "/v1/detect/annotated",
+        "/v1/vision/detection", "/v1/vision/custom/list", "/v1/vision/custom/{name}", "/healthz", "/readyz",
+        "/metrics",
     }
 
 
@@ -67,6 +68,11 @@ def test_real_successes_match_the_document(service, image_server, shared_dir):
         ("/v1/detect/annotated", "POST", requests.post(f"{base}/v1/detect/annotated", data=photo,
                                                        headers={"Content-Type": "image/jpeg"}, timeout=60)),
         ("/v1/model", "GET", requests.get(f"{base}/v1/model", timeout=30)),
+        ("/v1/models", "GET", requests.get(f"{base}/v1/models", timeout=30)),
+        ("/v1/vision/custom/list", "POST", requests.post(f"{base}/v1/vision/custom/list", timeout=30)),
+        ("/v1/vision/custom/{name}", "POST", requests.post(f"{base}/v1/vision/custom/yolov5s",
+                                                           files={"image": ("d.jpg", photo, "image/jpeg")},
+                                                           timeout=60)),
     ]
     for path, method, response in calls:
         assert response.status_code == 200, (path, response.text)
