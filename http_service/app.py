@@ -21,24 +21,13 @@ from http_service.detect_api import detect_blueprint
 from http_service.errors import edge_blueprint, register_error_handlers
 from http_service.openapi import openapi_document
 from http_service.limits import JSON_BODY_BYTES, largest_body_bytes
-from http_service.params import read_json, url_field
+from http_service.params import predict_url
 from http_service.responses import error_response
 from model.config import Settings
-from model.errors import InvalidRequest
 from model.logs import configure_logging
 from model.metrics import HTTP_INFERENCE_COUNT, render
 from model.pipeline import Pipeline
 from model.serving import serve_predict, start_pipeline
-
-def _read_url() -> str:
-    """The ``url`` field of a JSON object body, or InvalidRequest saying what is wrong."""
-    body = read_json(request)
-    if body is None:
-        raise InvalidRequest('body must be JSON: {"url": "<image url>"}')
-    if not isinstance(body, dict):
-        raise InvalidRequest("body must be a JSON object")
-    return url_field(body)
-
 
 def create_app(pipeline: Pipeline) -> Flask:
     app = Flask(__name__)
@@ -52,7 +41,7 @@ def create_app(pipeline: Pipeline) -> Flask:
     @app.post("/predict")
     def predict() -> Any:
         HTTP_INFERENCE_COUNT.inc()
-        prediction = serve_predict(pipeline, "http", _read_url(), alive=caller_alive())
+        prediction = serve_predict(pipeline, "http", predict_url(request), alive=caller_alive())
         return jsonify({"objects": prediction.labels})
 
     app.register_blueprint(detect_blueprint(pipeline))

@@ -21,30 +21,22 @@ from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from http_service.caller import caller_alive
-from http_service.errors import HTTPRefusal, with_retry_after
+from http_service.errors import HTTPRefusal, with_error_headers
 from http_service.limits import upload_body_bytes
 from http_service.params import multipart_image
-from model.errors import DetectorError, InvalidRequest, Unauthorized
+from http_service.request_fields import DeepStackFields, validated
+from model.errors import DetectorError, Unauthorized
 from model.options import MAX_DETECTIONS, DetectOptions
 from model.pipeline import Pipeline
 from model.serving import record_error, serve_upload
 
 TRANSPORT = "deepstack"
-# DeepStack's and CodeProject.AI's documented default.
-DEFAULT_MIN_CONFIDENCE = 0.4
 
 
 def _min_confidence() -> float:
-    raw = request.form.get("min_confidence", "").strip()
-    if not raw:
-        return DEFAULT_MIN_CONFIDENCE
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidRequest('"min_confidence" must be a number from 0 to 1', field="min_confidence") from None
-    if not 0.0 <= value <= 1.0:
-        raise InvalidRequest('"min_confidence" must be a number from 0 to 1', field="min_confidence")
-    return value
+    """The form's ``min_confidence``; an empty field means the default, as DeepStack has it."""
+    fields = {name: value for name, value in request.form.items() if value.strip()}
+    return validated(DeepStackFields, fields, parameters=True).min_confidence
 
 
 def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
@@ -56,7 +48,7 @@ def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
     def failure(error: DetectorError) -> Any:
         record_error(TRANSPORT, error)
         response = jsonify({"success": False, "error": error.message, "code": error.code})
-        return with_retry_after(response, error), error.http_status
+        return with_error_headers(response, error), error.http_status
 
     @api.errorhandler(DetectorError)
     def detector_error(error: DetectorError) -> Any:

@@ -14,19 +14,13 @@ from flask import Blueprint, Response, jsonify, request
 
 from http_service.caller import caller_alive
 from model.annotate import annotated_png
-from model.errors import CallerGone, DetectorError, InvalidRequest
+from model.errors import CallerGone, DetectorError
 from model.options import DetectOptions, known_classes
 from model.pipeline import Pipeline, Prediction
 from model.serving import record_error, serve_predict, serve_upload
 from http_service.limits import BATCH_BODY_BYTES
-from http_service.params import (
-    OPTION_FIELDS,
-    ImageSource,
-    image_request,
-    json_object,
-    options_from_fields,
-    options_from_json,
-)
+from http_service.params import ImageSource, image_request, json_body, options_from_fields
+from http_service.request_fields import DetectBody, batch_body
 from http_service.responses import error_body, model_json, models_json, prediction_json
 
 BATCH_FETCH_THREADS = 4
@@ -35,7 +29,7 @@ BATCH_FETCH_THREADS = 4
 def detect_blueprint(pipeline: Pipeline) -> Blueprint:
     api = Blueprint("detect_v1", __name__)
     max_image_bytes = pipeline.settings.fetch.max_bytes
-    max_batch = pipeline.settings.max_batch
+    batch_model = batch_body(pipeline.settings.max_batch)
 
     def run(source: ImageSource, options: DetectOptions) -> Prediction:
         if source.url is not None:
@@ -64,13 +58,8 @@ def detect_blueprint(pipeline: Pipeline) -> Blueprint:
     @api.post("/v1/detect:batch")
     def detect_batch() -> Any:
         request.max_content_length = BATCH_BODY_BYTES
-        body = json_object(request, ("urls", *OPTION_FIELDS))
-        urls = body.get("urls")
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-            raise InvalidRequest('field "urls" is required and must be a list of strings', field="urls")
-        if not 1 <= len(urls) <= max_batch:
-            raise InvalidRequest(f'"urls" must hold 1 to {max_batch} URLs, got {len(urls)}', field="urls")
-        options = options_from_json(body)
+        body = json_body(request, batch_model)
+        urls, options = body.urls, body.detect_options()
         options.checked(pipeline.ready_detector(options.model).card)
         alive = caller_alive()
 
@@ -94,11 +83,8 @@ def detect_blueprint(pipeline: Pipeline) -> Blueprint:
 
     @api.get("/v1/detect/annotated")
     def annotated_get() -> Any:
-        url = request.args.get("url")
-        if not url:
-            raise InvalidRequest('query parameter "url" is required', field="url")
-        options = options_from_fields(request.args, extra=("url",))
-        return png(run(ImageSource(url=url), options))
+        query = options_from_fields(request.args, DetectBody)
+        return png(run(ImageSource(url=query.url), query.detect_options()))
 
     @api.post("/v1/detect/annotated")
     def annotated_post() -> Any:

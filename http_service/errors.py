@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from http_service.limits import JSON_BODY_BYTES
 from http_service.responses import error_response
@@ -38,25 +39,33 @@ EDGE_ERRORS = {
 _WIRE_STATUS = {494: 400, 501: 400}
 
 
-def with_retry_after(response: Response, error: DetectorError) -> Response:
-    """Tell the client when to come back, where retrying later is right (Overloaded)."""
+def with_error_headers(response: Response, error: DetectorError) -> Response:
+    """Tell the client when to come back, where retrying later is right (Overloaded), and which
+    methods a route takes, on a 405 (RFC 9110's ``Allow``)."""
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
+    allow = getattr(error, "allow", None)
+    if allow:
+        response.headers["Allow"] = ", ".join(allow)
     return response
 
 
 def _answer(error: DetectorError) -> tuple[Response, int]:
     response, code = error_response(error.http_status, error.code, error.message, error.choices)
-    return with_retry_after(response, error), code
+    return with_error_headers(response, error), code
 
 
 class HTTPRefusal(DetectorError):
-    """A Flask/werkzeug or front refusal, carried through the same counting and answer."""
+    """A Flask/werkzeug or front refusal, carried through the same counting and answer.
 
-    def __init__(self, status: int, code: str, message: str):
+    ``allow``: a 405's methods, which RFC 9110 requires in its ``Allow`` header.
+    """
+
+    def __init__(self, status: int, code: str, message: str, allow: list[str] | None = None):
         super().__init__(message)
         self.code = code
         self.http_status = status
+        self.allow = allow
 
     @classmethod
     def of(cls, exc: HTTPException) -> "HTTPRefusal":
@@ -65,7 +74,8 @@ class HTTPRefusal(DetectorError):
             limit = request.max_content_length or JSON_BODY_BYTES
             return cls(413, "request_too_large", f"this request's body is limited to {limit} bytes")
         code = (exc.name or "error").lower().replace(" ", "_")
-        return cls(status, code, exc.description or code)
+        allow = sorted(exc.valid_methods) if isinstance(exc, MethodNotAllowed) and exc.valid_methods else None
+        return cls(status, code, exc.description or code, allow)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -95,7 +105,16 @@ def edge_blueprint() -> Blueprint:
     @edge.get("/_edge/<int:status>")
     def refused(status: int) -> Any:
         code, message = EDGE_ERRORS.get(status, ("invalid_request", "the request was refused"))
-        raise HTTPRefusal(_WIRE_STATUS.get(status, status), code, message)
+        allow = _methods_of(request.headers.get("X-Refused-Uri", "")) if status == 405 else None
+        raise HTTPRefusal(_WIRE_STATUS.get(status, status), code, message, allow)
 
     return edge
 
+
+def _methods_of(path: str) -> list[str] | None:
+    """The methods the app routes for ``path`` (the refused request's URI: nginx refuses TRACE itself)."""
+    try:
+        path = urlsplit(path).path
+        return sorted(current_app.url_map.bind("localhost").allowed_methods(path)) or None
+    except Exception:  # noqa: BLE001 - a path the map cannot parse just gets no Allow header
+        return None

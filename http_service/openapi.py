@@ -1,17 +1,23 @@
 """The OpenAPI 3.0 description of the HTTP API, served at ``/openapi.json``.
 
-Built in code so the limits it states (batch size, image bytes, thresholds)
-are the ones the running service enforces. ``tests/test_openapi.py`` runs
-schemathesis against it and the live service, so it cannot drift from the
-real responses unnoticed.
+The request schemas and parameters come from the models that validate requests
+(:mod:`http_service.request_fields`), so the document allows exactly what the service
+accepts; the limits it states (batch size, image bytes) are the running service's settings.
+Responses are described here. ``tests/test_openapi.py`` runs schemathesis against it and the
+live service, every check included, so it cannot drift from the real answers unnoticed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from http_service.request_fields import DeepStackFields, DetectBody, Options, PredictBody, batch_body
 from model.config import Settings
 from model.options import MAX_DETECTIONS
+
+_REF_TEMPLATE = "#/components/schemas/{model}"
 
 _ERRORS = {
     "400": "Invalid request or option (see error.code; unknown classes list error.choices)",
@@ -40,48 +46,71 @@ def _errors(*codes: str) -> dict[str, Any]:
     return {code: _json(_ref("Error"), _ERRORS[code]) for code in codes}
 
 
-_IMAGE_ERRORS = ("400", "403", "413", "415", "422", "500", "502", "503", "504")
-_MODEL_IMAGE_ERRORS = ("400", "403", "404", "413", "415", "422", "500", "502", "503", "504")
-_MODEL = {"type": "string", "minLength": 1,
-          "description": "The repository's model to run (GET /v1/models); default: the default model"}
+_IMAGE_ERRORS = ("400", "403", "404", "413", "415", "422", "500", "502", "503", "504")
+_PREDICT_ERRORS = tuple(code for code in _IMAGE_ERRORS if code != "404")  # always the default model
 
-_OPTION_PROPERTIES: dict[str, Any] = {
-    "model": _MODEL,
-    "threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "Minimum score (default: the model's)"},
-    "classes": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                "description": "Only these COCO class names"},
-    "max_detections": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS, "default": MAX_DETECTIONS},
-    "masks": {"type": "boolean", "default": False, "description": "Add COCO RLE masks (Mask R-CNN only)"},
-}
 
-_QUERY_OPTIONS = [
-    {"name": "model", "in": "query", "schema": _MODEL},
-    {"name": "threshold", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
-    {"name": "classes", "in": "query", "description": "Comma-separated COCO class names",
-     "schema": {"type": "string"}},
-    {"name": "max_detections", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS}},
-    {"name": "masks", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
-]
+def _openapi30(node: Any) -> Any:
+    """pydantic writes JSON Schema 2020-12; OpenAPI 3.0 marks an optional value ``nullable``
+    instead of adding a null type, takes no sibling keys beside a ``$ref``, and needs no titles."""
+    if isinstance(node, list):
+        return [_openapi30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    variants = node.get("anyOf")
+    if isinstance(variants, list) and {"type": "null"} in variants and len(variants) == 2:
+        (other,) = [_openapi30(v) for v in variants if v != {"type": "null"}]
+        rest = {k: _openapi30(v) for k, v in node.items() if k not in ("anyOf", "title")}
+        if "$ref" in other:
+            return {**rest, "allOf": [other], "nullable": True}
+        return {**other, **rest, "nullable": True}
+    return {k: (_openapi30(v) if k != "properties" else {n: _openapi30(p) for n, p in v.items()})
+            for k, v in node.items() if k != "title"}
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template=_REF_TEMPLATE)
+    schema.pop("$defs", None)
+    return _openapi30(schema)
+
+
+def _field_schemas(model: type[BaseModel]) -> dict[str, Any]:
+    """Each field's schema as a query or form field: text, so never null."""
+    fields = {}
+    for name, schema in _schema(model)["properties"].items():
+        schema = {k: v for k, v in schema.items() if k not in ("nullable", "default")} | (
+            {"default": schema["default"]} if schema.get("default") is not None else {})
+        fields[name] = schema
+    return fields
+
+
+def _query(model: type[BaseModel], required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``model``'s fields as query parameters; ``classes`` repeats (or takes commas)."""
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": schema,
+         **({"style": "form", "explode": True} if schema.get("type") == "array" else {})}
+        for name, schema in _field_schemas(model).items()
+    ]
 
 
 def _image_body(max_bytes: int) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
-            "application/json": {"schema": _ref("DetectRequest")},
-            "multipart/form-data": {"schema": {
-                "type": "object",
-                "required": ["image"],
-                "properties": {
-                    "image": {"type": "string", "format": "binary", "description": f"At most {max_bytes} bytes"},
-                    "model": _MODEL,
-                    "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-                    "classes": {"type": "string", "description": "Comma-separated COCO class names"},
-                    "max_detections": {"type": "integer", "minimum": 1, "maximum": MAX_DETECTIONS},
-                    "masks": {"type": "string", "enum": ["true", "false"]},
+            "application/json": {"schema": _ref("DetectBody")},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "minLength": 1,
+                                  "description": f"At most {max_bytes} bytes"},
+                        **_field_schemas(Options),
+                    },
                 },
-            }},
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
+                "encoding": {"classes": {"style": "form", "explode": True}},
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
         },
     }
 
@@ -90,8 +119,20 @@ def _deepstack_errors(*codes: str) -> dict[str, Any]:
     return {code: _json(_ref("DeepStackError"), _ERRORS[code]) for code in codes}
 
 
-def _schemas() -> dict[str, Any]:
+def _schemas(max_batch: int) -> dict[str, Any]:
+    shared = {name: _openapi30(schema) for name, schema in
+              DetectBody.model_json_schema(ref_template=_REF_TEMPLATE).get("$defs", {}).items()}
     return {
+        **shared,
+        "PredictBody": _schema(PredictBody),
+        "DetectBody": _schema(DetectBody),
+        "BatchBody": _schema(batch_body(max_batch)),
+        "PredictResponse": {
+            "type": "object",
+            "required": ["objects"],
+            "additionalProperties": False,
+            "properties": {"objects": {"type": "array", "items": {"type": "string"}}},
+        },
         "DeepStackResponse": {
             "type": "object",
             "required": ["success", "predictions", "count"],
@@ -133,29 +174,6 @@ def _schemas() -> dict[str, Any]:
                     "choices": {"type": "array", "items": {"type": "string"}},
                 },
             }},
-        },
-        "PredictRequest": {
-            "type": "object", "required": ["url"], "properties": {"url": {"type": "string"}},
-        },
-        "PredictResponse": {
-            "type": "object",
-            "required": ["objects"],
-            "additionalProperties": False,
-            "properties": {"objects": {"type": "array", "items": {"type": "string"}}},
-        },
-        "DetectRequest": {
-            "type": "object",
-            "required": ["url"],
-            "additionalProperties": False,
-            "properties": {"url": {"type": "string", "example": "https://example.com/street.jpg"},
-                           **_OPTION_PROPERTIES},
-        },
-        "BatchRequest": {
-            "type": "object",
-            "required": ["urls"],
-            "additionalProperties": False,
-            "properties": {"urls": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                           **_OPTION_PROPERTIES},
         },
         "Mask": {
             "type": "object",
@@ -278,9 +296,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "type": "object",
         "required": ["image"],
         "properties": {
-            "image": {"type": "string", "format": "binary", "description": f"At most {max_bytes} bytes"},
-            "min_confidence": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4},
-            "api_key": {"type": "string"},
+            "image": {"type": "string", "format": "binary", "minLength": 1,
+                                  "description": f"At most {max_bytes} bytes"},
+            **_field_schemas(DeepStackFields),
         },
     }}}}
     png = {"description": "The image with boxes, labels and scores drawn (masks tinted when asked)",
@@ -297,9 +315,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/predict": {"post": {
                 "summary": "COCO class name of every detected instance",
                 "requestBody": {"required": True,
-                                "content": {"application/json": {"schema": _ref("PredictRequest")}}},
+                                "content": {"application/json": {"schema": _ref("PredictBody")}}},
                 "responses": {"200": _json(_ref("PredictResponse"), "One entry per instance"),
-                              **_errors(*_IMAGE_ERRORS)},
+                              **_errors(*_PREDICT_ERRORS)},
             }},
             "/v1/model": {"get": {
                 "summary": "The served model, its default threshold and the class names it knows",
@@ -309,30 +327,29 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "summary": "Labels, scores, boxes and optional masks for one image (URL or upload)",
                 "description": "Options go in the JSON body with a URL, or in the query string (or form "
                                "fields) with an upload; query options beside a JSON body are a 400.",
-                "parameters": _QUERY_OPTIONS,
+                "parameters": _query(Options),
                 "requestBody": _image_body(max_bytes),
                 "responses": {"200": _json(_ref("DetectResponse"), "Detections, best first"),
-                              **_errors(*_MODEL_IMAGE_ERRORS)},
+                              **_errors(*_IMAGE_ERRORS)},
             }},
             "/v1/detect:batch": {"post": {
                 "summary": f"Detections for up to {settings.max_batch} image URLs, answered in order",
                 "requestBody": {"required": True,
-                                "content": {"application/json": {"schema": _ref("BatchRequest")}}},
+                                "content": {"application/json": {"schema": _ref("BatchBody")}}},
                 "responses": {"200": _json(_ref("BatchResponse"), "One result or error per URL"),
                               **_errors("400", "404", "413", "500", "503")},
             }},
             "/v1/detect/annotated": {
                 "get": {
                     "summary": "The image at a URL with its detections drawn",
-                    "parameters": [{"name": "url", "in": "query", "required": True, "schema": {"type": "string"}},
-                                   *_QUERY_OPTIONS],
-                    "responses": {"200": png, **_errors(*_MODEL_IMAGE_ERRORS)},
+                    "parameters": _query(DetectBody, required=("url",)),
+                    "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
                 },
                 "post": {
                     "summary": "An uploaded image (or a URL in JSON) with its detections drawn",
-                    "parameters": _QUERY_OPTIONS,
+                    "parameters": _query(Options),
                     "requestBody": _image_body(max_bytes),
-                    "responses": {"200": png, **_errors(*_MODEL_IMAGE_ERRORS)},
+                    "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
                 },
             },
             "/v1/models": {"get": {
@@ -348,15 +365,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             }},
             "/v1/vision/custom/list": {"post": {
                 "summary": "DeepStack / CodeProject.AI: the names of the custom models (the repository's models)",
-                "requestBody": {"content": {"multipart/form-data": {"schema": {
-                    "type": "object", "properties": {"api_key": {"type": "string"}}}}}},
+                "description": "Clients post it with an empty body, or a form holding api_key where "
+                               "DETECTOR_DEEPSTACK_API_KEY is set.",
                 "responses": {"200": _json(_ref("DeepStackModelList"), "The model names"),
                               **_deepstack_errors("401")},
             }},
             "/v1/vision/custom/{name}": {"post": {
                 "summary": "DeepStack / CodeProject.AI custom-model detection: the repository's model <name>",
                 "description": deepstack_notes,
-                "parameters": [{"name": "name", "in": "path", "required": True, "schema": _MODEL}],
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": _field_schemas(Options)["model"]}],
                 "requestBody": deepstack_body,
                 "responses": {"200": _json(_ref("DeepStackResponse"), "Detections, best first"),
                               **_deepstack_errors("400", "401", "404", "413", "415", "422", "500", "503")},
@@ -369,5 +387,5 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                  "responses": {"200": {"description": "Prometheus text format",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": _schemas(settings.max_batch)},
     }

@@ -64,3 +64,10 @@ def test_select_keeps_wanted_classes_in_order_up_to_the_cap():
     picked = DetectOptions(classes=("dog", "cat"), max_detections=3).select(found)
     assert [(d.label, d.score) for d in picked] == [("dog", 0.9), ("dog", 0.7), ("cat", 0.6)]
     assert DetectOptions().select(found) == found
+
+
+def test_the_api_names_exactly_torchvisions_coco_classes():
+    """model.coco writes the 80 names out (the API's enum, no torchvision import); torchvision is the source."""
+    from model.coco import COCO_CLASSES
+
+    assert COCO_CLASSES == COCO_80
