@@ -9,7 +9,7 @@ from pathlib import Path
 
 from exporters import builder, maskrcnn, publish, sample_photos
 from exporters.precision_check import photos_in
-from model.card import ModelCard
+from model.runtime.card import ModelCard
 from model.config import DEFAULT_MODEL_DIR, ExportSettings
 
 SOURCES = ("maskrcnn", "yolov5s", "mb3-centernet", "auto")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import grpc
 
-from model.detector import Detector
-from model.options import MAX_DETECTIONS, DetectOptions, known_classes
-from model.pipeline import Pipeline, Prediction
-from model.serving import serve_predict
+from model.runtime.detector import Detector
+from model.request.options import MAX_DETECTIONS, DetectOptions, known_classes
+from model.request.pipeline import Pipeline, Prediction
+from model.request.serving import serve_predict
 from proto import detection_pb2, detection_pb2_grpc
 
 

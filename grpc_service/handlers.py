@@ -29,7 +29,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from model.errors import DetectorError, InvalidRequest
-from model.serving import record_error
+from model.request.serving import record_error
 
 log = logging.getLogger(__name__)
 

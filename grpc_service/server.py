@@ -21,11 +21,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from model.config import ServerSettings, Settings
-from model.detector import Detector
+from model.runtime.detector import Detector
 from model.logs import configure_logging
 from model.metrics import GRPC_INFERENCE_COUNT
-from model.pipeline import Pipeline
-from model.serving import serve_predict, start_pipeline
+from model.request.pipeline import Pipeline
+from model.request.serving import serve_predict, start_pipeline
 from grpc_service.detection_servicer import DetectorServicer
 from grpc_service.handlers import add_servicer
 from proto import detection_pb2, inference_pb2, inference_pb2_grpc
@@ -55,7 +55,7 @@ def build_server(
     pipeline: Pipeline, health_servicer: health.HealthServicer, address: str, max_workers: int,
     instance_socket: Path | None = None,
 ) -> grpc.Server:
-    """Predictions may hold only ``max_in_flight`` of the ``max_workers`` threads (model.admission), so
+    """Predictions may hold only ``max_in_flight`` of the ``max_workers`` threads (model.request.admission), so
     health checks and GetModel always find one; RPCs beyond threads plus that many again wait in no
     queue: grpcio refuses them with RESOURCE_EXHAUSTED before any thread is spent.
     """

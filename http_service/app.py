@@ -26,8 +26,8 @@ from http_service.responses import error_response
 from model.config import Settings
 from model.logs import configure_logging
 from model.metrics import HTTP_INFERENCE_COUNT, render
-from model.pipeline import Pipeline
-from model.serving import serve_predict, start_pipeline
+from model.request.pipeline import Pipeline
+from model.request.serving import serve_predict, start_pipeline
 
 def create_app(pipeline: Pipeline) -> Flask:
     app = Flask(__name__)

@@ -6,7 +6,7 @@ servers this way: a multipart ``image`` file, optional ``min_confidence`` and
 [{"label", "confidence", "x_min", "y_min", "x_max", "y_max"}]}`` in integer
 pixels, or ``{"success": false, "error": "..."}``. ``/v1/vision/detection`` runs
 the default model; ``/v1/vision/custom/<name>`` the repository's model ``<name>``
-(model.repository), and ``/v1/vision/custom/list`` names them. At most
+(model.runtime.repository), and ``/v1/vision/custom/list`` names them. At most
 ``deepstack_max_predictions`` predictions are answered, the highest scores:
 Frigate's plugin fails on more than 20. A thin adapter over the same core as
 every other route: same limits, admission and metrics (with ``transport="deepstack"``).
@@ -26,9 +26,9 @@ from http_service.limits import upload_body_bytes
 from http_service.params import multipart_image
 from http_service.request_fields import DeepStackFields, validated
 from model.errors import DetectorError, Unauthorized
-from model.options import MAX_DETECTIONS, DetectOptions
-from model.pipeline import Pipeline
-from model.serving import record_error, serve_upload
+from model.request.options import MAX_DETECTIONS, DetectOptions
+from model.request.pipeline import Pipeline
+from model.request.serving import record_error, serve_upload
 
 TRANSPORT = "deepstack"
 

@@ -13,11 +13,11 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from http_service.caller import caller_alive
-from model.annotate import annotated_png
+from model.request.annotate import annotated_png
 from model.errors import CallerGone, DetectorError
-from model.options import DetectOptions, known_classes
-from model.pipeline import Pipeline, Prediction
-from model.serving import record_error, serve_predict, serve_upload
+from model.request.options import DetectOptions, known_classes
+from model.request.pipeline import Pipeline, Prediction
+from model.request.serving import record_error, serve_predict, serve_upload
 from http_service.limits import BATCH_BODY_BYTES
 from http_service.params import ImageSource, image_request, json_body, options_from_fields
 from http_service.request_fields import DetectBody, batch_body

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from http_service.limits import JSON_BODY_BYTES
 from http_service.responses import error_response
 from model.errors import DetectorError
-from model.serving import record_error
+from model.request.serving import record_error
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from http_service.request_fields import DeepStackFields, DetectBody, Options, PredictBody, batch_body
 from model.config import Settings
-from model.options import MAX_DETECTIONS
+from model.request.options import MAX_DETECTIONS
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
 

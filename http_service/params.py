@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 from http_service.limits import upload_body_bytes
 from http_service.request_fields import DetectBody, Options, PredictBody, text_fields, validated
 from model.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
-from model.options import DetectOptions
+from model.request.options import DetectOptions
 
 UPLOAD_FIELD = "image"
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from model.coco import COCO_CLASSES
 from model.errors import InvalidRequest
-from model.options import MAX_DETECTIONS, DetectOptions
+from model.request.options import MAX_DETECTIONS, DetectOptions
 
 
 def _whole_number(value: Any) -> Any:

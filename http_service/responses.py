@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from model.detector import Detector
-from model.options import known_classes
-from model.pipeline import Pipeline, Prediction
+from model.runtime.detector import Detector
+from model.request.options import known_classes
+from model.request.pipeline import Pipeline, Prediction
 
 
 def error_body(code: str, message: str, choices: list[str] | None = None) -> dict[str, Any]:

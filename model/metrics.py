@@ -40,7 +40,7 @@ ERRORS = Counter(
 )
 MODEL_VERSIONS_LOADED = Gauge(
     "app_model_versions_loaded",
-    "Serving processes with this version of this model loaded and serving (model.repository).",
+    "Serving processes with this version of this model loaded and serving (model.runtime.repository).",
     ["model", "version"], multiprocess_mode="livesum",
 )
 MODEL_LOAD_FAILURES = Counter(

@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from model.detector import Detector
-from model.images import photo_tensor
-from model.pipeline import configure_torch
+from model.runtime.detector import Detector
+from model.request.images import photo_tensor
+from model.request.pipeline import configure_torch
 from scripts.evaluate import score
 
 

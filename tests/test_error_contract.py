@@ -241,7 +241,7 @@ def test_not_ready_answers_do_not_carry_paths_or_checksums(tmp_path):
     """The loader's exception (model path, sha256s) goes to the log, not to the caller."""
     from model.config import Settings
     from model.errors import ModelNotReady
-    from model.pipeline import Pipeline
+    from model.request.pipeline import Pipeline
 
     pipeline = Pipeline(Settings(model_dir=tmp_path / "missing"))
     failures: list[str] = []

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from model.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
-from model.images import decode_image, decode_near, limit_side, to_tensor
+from model.request.images import decode_image, decode_near, limit_side, to_tensor
 from tests.image_server import make_cases
 
 

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from http_service.front.render import render_config
-from model.admission import Admission
+from model.request.admission import Admission
 from model.config import ServerSettings, Settings
-from model.decode_budget import MIB, DecodeBudget
+from model.request.decode_budget import MIB, DecodeBudget
 from model.errors import ImageTooLarge, Overloaded
-from model.images import decode_cost, finish, open_near
+from model.request.images import decode_cost, finish, open_near
 from tests.image_server import many_page_tiff
 
 

@@ -19,8 +19,8 @@ from pycocotools import mask as coco_mask
 from exporters import builder as export, maskrcnn
 from model.coco import PLACEHOLDERS
 from model.config import Settings
-from model.images import decode_near, limit_side, to_tensor
-from model.pipeline import Pipeline
+from model.request.images import decode_near, limit_side, to_tensor
+from model.request.pipeline import Pipeline
 
 MIN_SIZE, MAX_SIZE = 320, 512
 

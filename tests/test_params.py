@@ -9,7 +9,7 @@ from flask import Flask, request
 
 from http_service.params import ImageSource, image_request, options_from_fields
 from model.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
-from model.options import DetectOptions
+from model.request.options import DetectOptions
 
 APP = Flask(__name__)
 

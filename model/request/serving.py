@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 from model.errors import DetectorError
 from model.config import Settings
-from model.detector import Detector
+from model.runtime.detector import Detector
 from model.metrics import ERRORS, IN_FLIGHT, MODEL_INFO, MODEL_PROCESSES_READY, REQUEST_SECONDS, STAGE_SECONDS
-from model.options import DetectOptions
-from model.inference_thread import Alive
-from model.pipeline import DEFAULT_OPTIONS, Pipeline, Prediction
+from model.request.options import DetectOptions
+from model.runtime.inference_thread import Alive
+from model.request.pipeline import DEFAULT_OPTIONS, Pipeline, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def serve(
 
     ``source`` is the image URL (logged by host only) or a description of an
     upload; ``model`` the model asked for (None: the default). ``admit`` takes one of the
-    process's prediction slots first (:mod:`model.admission`); a batch takes one for all its items.
+    process's prediction slots first (:mod:`model.request.admission`); a batch takes one for all its items.
     """
     started = time.perf_counter()
     label = pipeline.models.label(model)

@@ -17,19 +17,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model.admission import Admission
-from model.card import ModelCard
+from model.request.admission import Admission
+from model.runtime.card import ModelCard
 from model.config import Settings
-from model.detector import Detection, Detector
+from model.runtime.detector import Detection, Detector
 from model.errors import ModelNotReady
-from model.fetch import Fetcher
-from model.decode_budget import MIB, DecodeBudget
-from model.images import PREVIEW_MAX_SIDE, decode_cost, finish, limit_side, open_near, to_tensor
-from model.inference_thread import Alive, InferenceThread
-from model.memory import keep_activations_on_heap, release_freed_memory
-from model.options import DetectOptions
-from model.repository import ModelRepository, scan_repository, single_export
-from model.rle import encode
+from model.request.fetch import Fetcher
+from model.request.decode_budget import MIB, DecodeBudget
+from model.request.images import PREVIEW_MAX_SIDE, decode_cost, finish, limit_side, open_near, to_tensor
+from model.runtime.inference_thread import Alive, InferenceThread
+from model.runtime.memory import keep_activations_on_heap, release_freed_memory
+from model.request.options import DetectOptions
+from model.runtime.repository import ModelRepository, scan_repository, single_export
+from model.request.rle import encode
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def configure_torch(threads: int) -> None:
 
 
 class Pipeline:
-    """The request path of one serving process, over its model repository (model.repository)."""
+    """The request path of one serving process, over its model repository (model.runtime.repository)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings

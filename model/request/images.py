@@ -156,7 +156,7 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB image -> float tensor [3, H, W] in 0..1, the export's input contract.
 
     One conversion, in numpy: request threads run no torch operators, which
-    would each start an OpenMP team of their own (see model.inference_thread).
+    would each start an OpenMP team of their own (see model.runtime.inference_thread).
     The tensor is a channels-last view of the H x W x 3 array.
     """
     array = np.asarray(image, dtype=np.float32)
