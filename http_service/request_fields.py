@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from model.coco import COCO_CLASSES
-from model.errors import InvalidRequest
+from model.errors import InvalidRequest, InvalidURL
 from model.request.options import MAX_DETECTIONS, DetectOptions
 
 
@@ -147,6 +147,10 @@ def _refusal(model: type[BaseModel], error: ValidationError, parameters: bool) -
             choices=list(COCO_CLASSES), field="classes",
         )
     description = model.model_fields[name].description if name in model.model_fields else None
+    if problems[0]["type"] == "string_too_short" and name in ("url", "urls"):
+        # The same refusal as an empty URL over gRPC, which the fetch makes.
+        where = f'"{name}"' if len(problems[0]["loc"]) == 1 else f'"{name}"[{problems[0]["loc"][1]}]'
+        return InvalidURL(f"{where} is empty: give the image's http(s) URL")
     if problems[0]["type"] == "missing":
         return InvalidRequest(f'field "{name}" is required', field=name)
     return InvalidRequest(f'"{name}" {description or "is not valid"}', field=name)
