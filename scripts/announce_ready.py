@@ -16,12 +16,19 @@ from grpc_service.readiness import serving
 from model.config import ServerSettings
 
 
-def _model(http: str) -> dict | None:
+def _get(http: str, path: str) -> dict | None:
     try:
-        with urllib.request.urlopen(f"{http}/v1/model", timeout=2) as response:
+        with urllib.request.urlopen(f"{http}{path}", timeout=2) as response:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def _others(http: str, default: str) -> str:
+    """The repository's other models, for the ready line (they serve /v1/detect's ``model``)."""
+    listing = _get(http, "/v1/models") or {}
+    names = [m["name"] for m in listing.get("models", []) if m.get("name") != default]
+    return f"; also {', '.join(names)} (GET /v1/models)" if names else ""
 
 
 def wait_ready(give_up: Callable[[], bool]) -> str | None:
@@ -31,11 +38,11 @@ def wait_ready(give_up: Callable[[], bool]) -> str | None:
     target = f"127.0.0.1:{server.grpc_port}"
     deadline = time.monotonic() + 15 * 60
     while time.monotonic() < deadline and not give_up():
-        model = _model(http)
+        model = _get(http, "/v1/model")
         if model is not None and serving(target):
             return (
                 f"\n==> ready: {http}/ (page), POST {http}/predict, gRPC {target}; model {model['name']} "
-                f"({model['precision']}, licence {model['license'].split(':')[0]}). "
+                f"({model['precision']}, licence {model['license'].split(':')[0]}){_others(http, model['name'])}. "
                 "Stop with Ctrl-C here, or `make stop` from another terminal.\n\n"
             )
         time.sleep(1)
