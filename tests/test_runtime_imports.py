@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -9,25 +10,24 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_serving_modules_do_not_import_the_exporters():
+def _serving_imports(package: str) -> list[str]:
+    """The modules of ``package`` that importing both serving programs loads, in a fresh interpreter."""
     probe = (
         "import sys, http_service.app, grpc_service.server; "
-        "print(sorted(m for m in sys.modules if m == 'exporters' or m.startswith('exporters.')))"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] == {package!r}))"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    return ast.literal_eval(result.stdout.strip())
+
+
+def test_serving_modules_do_not_import_the_exporters():
+    assert _serving_imports("exporters") == []
 
 
 def test_serving_modules_do_not_import_torchvision():
     """torchvision's Python package costs 87 MB per process; the service needs only its operators."""
-    probe = (
-        "import sys, http_service.app, grpc_service.server; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert _serving_imports("torchvision") == []
 
 
 def test_a_loaded_export_runs_torchvision_operators_without_the_package(yolov5_dir: Path, shared_dir: Path):
