@@ -106,7 +106,6 @@ class Pipeline:
         self.models = ModelRepository(scan, self._load_version, settings.default_model, settings.models)
         self.load_error: str | None = None
         self._settled = threading.Event()
-        self._stop_polling = threading.Event()
 
     def _load_version(self, folder: Path, thread: InferenceThread) -> Detector:
         detector = Detector.load(folder, self.settings.score_threshold, self.settings.precision, thread)
@@ -158,7 +157,7 @@ class Pipeline:
             finally:
                 self._settled.set()
             if self.settings.repository_poll_seconds > 0 and not self.settings.model_dir:
-                self.models.poll(self.settings.repository_poll_seconds, self._stop_polling)
+                self.models.poll(self.settings.repository_poll_seconds)
 
         thread = threading.Thread(target=_load, name="model-loader", daemon=True)
         thread.start()
@@ -167,9 +166,6 @@ class Pipeline:
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Block until loading has ended (warm, or failed); True if it ended within ``timeout``."""
         return self._settled.wait(timeout)
-
-    def stop_polling(self) -> None:
-        self._stop_polling.set()
 
     @property
     def not_ready_reason(self) -> str:

@@ -34,6 +34,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -230,9 +231,7 @@ class ModelRepository:
             if entry.removed:
                 log.info("model %s is back in the repository", entry.name)
             entry.removed = False
-            for version in list(entry.versions):
-                if version not in versions and version != entry.version:
-                    del entry.versions[version]
+            self._forget_gone_versions(entry, versions)
             for version in versions:
                 if version not in entry.versions:
                     entry.versions[version] = VersionState(version, UNLOADED)
@@ -247,9 +246,17 @@ class ModelRepository:
             if self._load(entry, version, versions[version]):
                 break
         with self._lock:  # a version swapped out after its folder went is no longer listed
-            for version in list(entry.versions):
-                if version not in versions and version != entry.version:
-                    del entry.versions[version]
+            self._forget_gone_versions(entry, versions)
+
+    @staticmethod
+    def _forget_gone_versions(entry: ServedModel, versions: dict[int, Path]) -> None:
+        """Drop the states of versions whose folders are gone, but the one still serving."""
+        for version in list(entry.versions):
+            if version not in versions and version != entry.version:
+                del entry.versions[version]
+        for version in list(entry.failed):
+            if version not in versions:
+                del entry.failed[version]
 
     def _load(self, entry: ServedModel, version: int, folder: Path) -> bool:
         with self._lock:
@@ -295,11 +302,13 @@ class ModelRepository:
             MODEL_VERSIONS_LOADED.labels(name, str(entry.version)).set(0)
         log.info("model %s is gone from the repository: unloaded (requests already running finish on it)", name)
 
-    def poll(self, interval: float, stop: threading.Event) -> threading.Thread:
-        """Refresh every ``interval`` seconds until ``stop`` is set; a failed pass is logged, not fatal."""
+    def poll(self, interval: float) -> threading.Thread:
+        """Refresh every ``interval`` seconds, on a daemon thread that ends with the process; a failed
+        pass is logged, not fatal."""
 
         def run() -> None:
-            while not stop.wait(interval):
+            while True:
+                time.sleep(interval)
                 try:
                     self.refresh()
                 except Exception:  # noqa: BLE001 - the next pass tries again
