@@ -31,6 +31,7 @@ Bounded: each action waits at most 60 s for capacity and the whole run at most
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -105,7 +106,7 @@ class SteadyLoad:
                     ok, error = bool(json.loads(response.read()).get("objects")), ""
             except urllib.error.HTTPError as failure:
                 ok, error = False, f"HTTP {failure.code}"
-            except (urllib.error.URLError, OSError, ValueError) as failure:
+            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as failure:
                 ok, error = False, type(failure).__name__
             self._record(Call("http", start, time.monotonic(), ok, error))
             if not ok:
@@ -133,10 +134,13 @@ class SteadyLoad:
         for thread in self._threads:
             thread.start()
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """Stop the clients; returns how many had already died, whose calls the counts would miss."""
+        died = sum(not thread.is_alive() for thread in self._threads)
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=70)
+        return died
 
     def window(self, transport: str, start: float, end: float) -> list[Call]:
         """The calls that ended in the window: a failure belongs to the action that caused it, even
@@ -270,7 +274,8 @@ def run(model_dir: Path, images: Path, time_limit: float, env: dict[str, str]) -
                                     f"(at most {allowed} allowed): {', '.join(row['errors'])}")
             if action.kind == "kill" and back > CAPACITY_SECONDS:
                 problems.append(f"{action.name}: back to full capacity after {back:.1f} s (promise: {CAPACITY_SECONDS:.0f} s)")
-        load.stop()
+        if died := load.stop():
+            problems.append(f"{died} client(s) died during the run (see the traceback); the counts miss their calls")
         http_calls = [c for c in load.calls if c.transport == "http"]
         counted = service.metric() - counter_before
         answered = sum(c.ok for c in http_calls)

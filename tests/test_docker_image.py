@@ -141,7 +141,8 @@ def test_restarts_and_a_kill_inside_the_container_fail_no_request(container, ima
         assert container.wait_running(timeout=60).count("RUNNING") == 5
         time.sleep(2)
     finally:
-        load.stop()
+        died = load.stop()
+    assert died == 0, "a client died; its calls are missing from the counts"
     # A call fails when it ends: one in flight on grpc2 as it is killed belongs to the kill.
     restarts = [c for c in load.calls if c.end < kill_start]
     after_kill = [c for c in load.calls if c.end >= kill_start]
