@@ -26,12 +26,15 @@ from model.logs import configure_logging
 from model.metrics import GRPC_INFERENCE_COUNT
 from model.request.pipeline import Pipeline
 from model.request.serving import serve_predict, start_pipeline
+from grpc_service import drain
 from grpc_service.detection_servicer import DetectorServicer
 from grpc_service.handlers import add_servicer
 from proto import detection_pb2, inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("grpc_service")
 
+# After the drain, calls still running get this long before they are cancelled.
+STOP_GRACE_SECONDS = 5
 MAX_RECEIVE_BYTES = 64 * 1024
 # Answers with masks carry one RLE string per detection; requests stay small.
 MAX_SEND_BYTES = 64 * 1024 * 1024
@@ -53,7 +56,7 @@ class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
 
 def build_server(
     pipeline: Pipeline, health_servicer: health.HealthServicer, address: str, max_workers: int,
-    instance_socket: Path | None = None,
+    instance_socket: Path | None = None, max_connection_age: float = 3.0,
 ) -> grpc.Server:
     """Predictions may hold only ``max_in_flight`` of the ``max_workers`` threads (model.request.admission), so
     health checks and GetModel always find one; RPCs beyond threads plus that many again wait in no
@@ -67,6 +70,7 @@ def build_server(
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
             # Both gRPC programs listen on the port: one restarts while the other serves.
             ("grpc.so_reuseport", 1),
+            *drain.connection_options(max_connection_age),
         ],
     )
     add_servicer(server, inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"], InstanceDetectorServicer(pipeline))
@@ -101,12 +105,22 @@ def main() -> None:
     # kernel would hand a cold process new connections whose calls could only be refused.
     pipeline.wait_loaded()
     server = build_server(pipeline, health_servicer, address, server_settings.grpc_threads,
-                          server_settings.grpc_instance_socket())
+                          server_settings.grpc_instance_socket(), server_settings.grpc_max_connection_age)
     server.start()
     log.info("gRPC server listening on %s", address)
+    serve_until_signalled(server, health_servicer, server_settings)
+
+
+def serve_until_signalled(server: grpc.Server, health_servicer: health.HealthServicer, settings: ServerSettings) -> None:
+    """Serve until SIGTERM or SIGINT; then hand the clients over (grpc_service.drain) and stop.
+
+    Health turns NOT_SERVING first, for clients and balancers that watch it.
+    """
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    log.info("shutting down gRPC server")
-    server.stop(grace=5).wait()
+    health_servicer.enter_graceful_shutdown()
+    drain.drain(settings.grpc_port, settings.grpc_max_connection_age)
+    log.info("shutting down gRPC server (GOAWAY, then up to %d s for calls)", STOP_GRACE_SECONDS)
+    server.stop(grace=STOP_GRACE_SECONDS).wait()

@@ -27,6 +27,13 @@ def _env_float(env: dict[str, str], name: str, default: float | None) -> float |
     return float(raw) if raw else default
 
 
+def _env_seconds(env: dict[str, str], name: str, default: float) -> float:
+    value = float(_env_float(env, name, default))
+    if not 0.1 <= value <= 3600:
+        raise ValueError(f"{name} must be from 0.1 to 3600 seconds, got {value}")
+    return value
+
+
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     return int(raw) if raw else default
@@ -113,6 +120,9 @@ class ServerSettings:
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 9090
     grpc_threads: int = 24
+    # A gRPC connection's lifetime before a graceful GOAWAY: how long a stopping server waits for its
+    # clients to move to the other one (grpc_service.drain), and how often each client reconnects.
+    grpc_max_connection_age: float = 3.0
     # Which of the gRPC programs this process is (supervisord's SUPERVISOR_PROCESS_NAME).
     grpc_instance: str = "grpc"
 
@@ -141,6 +151,7 @@ class ServerSettings:
             grpc_host=env.get("DETECTOR_GRPC_HOST", "").strip() or "0.0.0.0",
             grpc_port=_env_int(env, "DETECTOR_GRPC_PORT", 9090),
             grpc_threads=_env_int(env, "DETECTOR_GRPC_THREADS", 24),
+            grpc_max_connection_age=_env_seconds(env, "DETECTOR_GRPC_MAX_CONNECTION_AGE_SECONDS", 3.0),
             grpc_instance=env.get("SUPERVISOR_PROCESS_NAME", "").strip() or "grpc",
         )
 
