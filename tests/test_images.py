@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from model.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
-from model.request.images import decode_image, decode_near, limit_side, to_tensor
+from model.request.images import decode_image, decode_near, limit_side, open_near, to_tensor
 from tests.image_server import make_cases
 
 
@@ -125,3 +127,30 @@ def test_wide_formats_convert_without_full_size_float64_copies(mode, dtype, top)
     pixels = np.asarray(image)
     assert image.mode == "RGB" and pixels[0, 0, 0] == 0 and pixels[-1, -1, 0] >= 254
     assert peak < 3.5 * 2000 * 2000 * np.dtype(dtype).itemsize, peak
+
+
+def _png_with_exif_after_its_pixels(image: Image.Image, orientation: int) -> bytes:
+    """A PNG whose eXIf chunk follows IDAT, which the PNG specification allows."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes()
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload + struct.pack(">I", zlib.crc32(b"eXIf" + payload))
+    end = data.rindex(b"IEND") - 4  # IEND's length field
+    return data[:end] + chunk + data[end:]
+
+
+def test_a_png_is_opened_without_decoding_its_pixels(cases):
+    """Pillow's PNG getexif decodes the whole picture to find EXIF past the pixels; before the decode
+    budget is reserved (model.request.pipeline), opening must not, or the budget bounds nothing."""
+    image, size = open_near(cases["rgba.png"][0], 10**8, 640)
+    assert image.tile, "the PNG was decoded on open"
+    assert size is None
+
+
+def test_a_png_whose_exif_follows_its_pixels_is_still_turned_upright():
+    picture = Image.new("RGB", (300, 200), (200, 30, 30))
+    image, size = decode_near(_png_with_exif_after_its_pixels(picture, orientation=6), 10**8, 640)
+    assert image.size == size == (200, 300)

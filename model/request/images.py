@@ -93,10 +93,24 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _upright_size(image: Image.Image) -> tuple[int, int]:
-    """The stored size as displayed: EXIF orientations 5-8 turn the picture by 90 degrees."""
+def _upright_size(image: Image.Image) -> tuple[int, int] | None:
+    """The stored size as displayed (EXIF orientations 5-8 turn the picture by 90 degrees), read
+    from the header; None where only the decode can tell.
+
+    A PNG may keep its EXIF after its pixels, and Pillow's ``getexif`` then decodes the whole
+    picture to look: that would spend the decode before the decode budget is reserved.
+    """
+    if image.format == "PNG" and "exif" not in image.info:
+        return None
     width, height = image.size
     return (height, width) if image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+
+
+def stored_size(planned: tuple[int, int] | None, upright: Image.Image) -> tuple[int, int]:
+    """The upright size answers' coordinates refer to: as :func:`open_near` planned it, or else
+    the decoded upright picture's (a picture whose orientation only its decode told is never
+    decoded at reduced scale, so that is its stored size)."""
+    return planned if planned is not None else upright.size
 
 
 def decode_cost(image: Image.Image) -> int:
@@ -123,12 +137,12 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     return finish(_open(data, max_pixels))
 
 
-def open_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, tuple[int, int]]:
+def open_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, tuple[int, int] | None]:
     """Read the header and plan the decode: a JPEG may decode smaller (longest side still >= ``max_side``).
 
     Nothing is decoded yet, so :func:`decode_cost` can be budgeted before
     :func:`finish` spends it. Returns the opened picture and the upright size
-    of the image as stored, which answers' coordinates refer to.
+    of the image as stored, or None until the decode tells (:func:`stored_size`).
     """
     image = _open(data, max_pixels)
     size = _upright_size(image)
@@ -139,7 +153,8 @@ def open_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image,
 def decode_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Image, tuple[int, int]]:
     """:func:`open_near` then :func:`finish`, unbudgeted (offline tools and tests)."""
     image, size = open_near(data, max_pixels, max_side)
-    return finish(image), size
+    upright = finish(image)
+    return upright, stored_size(size, upright)
 
 
 def limit_side(image: Image.Image, max_side: int) -> Image.Image:

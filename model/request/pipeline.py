@@ -24,7 +24,7 @@ from model.runtime.detector import Detection, Detector
 from model.errors import ModelNotReady
 from model.request.fetch import Fetcher
 from model.request.decode_budget import MIB, DecodeBudget
-from model.request.images import PREVIEW_MAX_SIDE, decode_cost, finish, limit_side, open_near, to_tensor
+from model.request.images import PREVIEW_MAX_SIDE, decode_cost, finish, limit_side, open_near, stored_size, to_tensor
 from model.runtime.inference_thread import Alive, InferenceThread
 from model.runtime.memory import keep_activations_on_heap, release_freed_memory
 from model.request.options import DetectOptions
@@ -225,10 +225,11 @@ class Pipeline:
     ) -> Prediction:
         started = time.perf_counter()
         max_side = self._max_side(detector)
-        opened, stored_size = open_near(data, self.settings.max_image_pixels, max_side)
+        opened, planned_size = open_near(data, self.settings.max_image_pixels, max_side)
         cost = decode_cost(opened)
         with self.decode_budget.reserve(cost, self.settings.fetch.deadline):
             upright = finish(opened)
+            original_size = stored_size(planned_size, upright)
             image = limit_side(upright, max_side)
             preview = limit_side(upright, PREVIEW_MAX_SIDE)
             del opened, upright
@@ -238,4 +239,4 @@ class Pipeline:
         detections = options.select(detector.detect(tensor, options.threshold, options.masks, alive))
         done = time.perf_counter()
         timings = {**timings, "decode": decoded_at - started, "inference": done - decoded_at}
-        return Prediction(detections, image, preview, stored_size, detector, timings)
+        return Prediction(detections, image, preview, original_size, detector, timings)
