@@ -5,9 +5,10 @@ In this process, with the service's own code and numerics (DETECTOR_PRECISION
 auto), each photo runs through every stage the request path has: decode
 (open at a reduced JPEG scale, orient), shrink to the model's side, preview
 copy, tensor, letterbox, body, finish (decode head, NMS, boxes back), the JSON
-and protobuf answers. Then the real service (started here on 127.0.0.1, or
-``--http``/``--grpc``) answers the same photos at c=1 over HTTP through nginx,
-HTTP straight to gunicorn's Unix socket (so the nginx hop shows), and gRPC.
+and protobuf answers. Then the real service, started here on 127.0.0.1, answers
+the same photos at c=1 over HTTP through nginx (a connection per call, as curl
+makes, and one kept-alive connection), HTTP straight to gunicorn's Unix socket
+(so the nginx hop shows), and gRPC.
 
 Printed: each stage's median per photo, and each transport's p50 with its ratio
 to the forward pass (letterbox + body + finish) of the same photos in the same run,
@@ -28,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 import torch
 
@@ -114,6 +116,22 @@ def unix_http_predictor(socket_path: Path) -> Callable[[str], object]:
     return predict
 
 
+def keep_alive_http_predictor(http_url: str) -> Callable[[str], object]:
+    """POST /predict through nginx on one persistent connection: the transport without a connect per call."""
+    address = urlsplit(http_url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+
+    def predict(url: str) -> object:
+        connection.request("POST", "/predict", json.dumps({"url": url}), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+        return json.loads(body)
+
+    return predict
+
+
 def p50_per_photo(predict: Callable[[str], object], urls: list[str], rounds: int) -> list[float]:
     for url in urls:
         predict(url)
@@ -159,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         urls = [f"{base}/{p.name}" for p in photos]
         transports = {
             "HTTP via nginx": http_predictor(service.http_url),
+            "HTTP via nginx, kept": keep_alive_http_predictor(service.http_url),
             "HTTP to gunicorn": unix_http_predictor(service.run_dir / "http.sock"),
             "gRPC": grpc_predictor(service.grpc_target),
         }
