@@ -56,7 +56,7 @@ class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
 
 def build_server(
     pipeline: Pipeline, health_servicer: health.HealthServicer, address: str, max_workers: int,
-    instance_socket: Path | None = None, max_connection_age: float = 3.0,
+    instance_socket: Path | None = None, max_connection_age: float = ServerSettings.grpc_max_connection_age,
 ) -> grpc.Server:
     """Predictions may hold only ``max_in_flight`` of the ``max_workers`` threads (model.request.admission), so
     health checks and GetModel always find one; RPCs beyond threads plus that many again wait in no
