@@ -61,6 +61,7 @@ MAX_KILL_FAILURES = 2
 CAPACITY_SECONDS = 20.0
 SETTLE_SECONDS = 2.0
 ACTION_TIMEOUT_SECONDS = 60.0
+REAP_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass
@@ -175,7 +176,12 @@ class Action:
 
 
 def _kill(pid: int) -> None:
+    """SIGKILL, then wait until the parent has reaped the process: until then supervisord still
+    calls it RUNNING, and the service would look back at full capacity before it noticed the death."""
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + REAP_TIMEOUT_SECONDS
+    while (procfs.PROC / str(pid)).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def actions(service: ServiceProcess) -> list[Action]:
