@@ -93,6 +93,16 @@ def in_process(model_dir: Path, photos: list[Path], rounds: int) -> dict[str, li
     return stages
 
 
+def _post_predict(connection: http.client.HTTPConnection, url: str) -> object:
+    """POST /predict for ``url`` on ``connection``; the answer's JSON, or RuntimeError on any other status."""
+    connection.request("POST", "/predict", json.dumps({"url": url}), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+    return json.loads(body)
+
+
 def unix_http_predictor(socket_path: Path) -> Callable[[str], object]:
     """POST /predict straight to gunicorn's Unix socket, skipping nginx."""
 
@@ -104,12 +114,7 @@ def unix_http_predictor(socket_path: Path) -> Callable[[str], object]:
     def predict(url: str) -> object:
         connection = Connection("localhost", timeout=60)
         try:
-            connection.request("POST", "/predict", json.dumps({"url": url}), {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            body = response.read()
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
-            return json.loads(body)
+            return _post_predict(connection, url)
         finally:
             connection.close()
 
@@ -120,16 +125,7 @@ def keep_alive_http_predictor(http_url: str) -> Callable[[str], object]:
     """POST /predict through nginx on one persistent connection: the transport without a connect per call."""
     address = urlsplit(http_url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-
-    def predict(url: str) -> object:
-        connection.request("POST", "/predict", json.dumps({"url": url}), {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
-        return json.loads(body)
-
-    return predict
+    return lambda url: _post_predict(connection, url)
 
 
 def p50_per_photo(predict: Callable[[str], object], urls: list[str], rounds: int) -> list[float]:
