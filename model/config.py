@@ -27,10 +27,10 @@ def _env_float(env: dict[str, str], name: str, default: float | None) -> float |
     return float(raw) if raw else default
 
 
-def _env_seconds(env: dict[str, str], name: str, default: float) -> float:
+def _env_seconds(env: dict[str, str], name: str, default: float, low: float, high: float) -> float:
     value = float(_env_float(env, name, default))
-    if not 0.1 <= value <= 3600:
-        raise ValueError(f"{name} must be from 0.1 to 3600 seconds, got {value}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low:g} to {high:g} seconds, got {value:g}")
     return value
 
 
@@ -151,7 +151,8 @@ class ServerSettings:
             grpc_host=env.get("DETECTOR_GRPC_HOST", "").strip() or "0.0.0.0",
             grpc_port=_env_int(env, "DETECTOR_GRPC_PORT", 9090),
             grpc_threads=_env_int(env, "DETECTOR_GRPC_THREADS", 24),
-            grpc_max_connection_age=_env_seconds(env, "DETECTOR_GRPC_MAX_CONNECTION_AGE_SECONDS", 3.0),
+            # At most 8 s: the drain (up to 8 x 1.1 + 1 s) and the 5 s grace fit supervisord's 15 s stopwaitsecs.
+            grpc_max_connection_age=_env_seconds(env, "DETECTOR_GRPC_MAX_CONNECTION_AGE_SECONDS", 3.0, 0.1, 8.0),
             grpc_instance=env.get("SUPERVISOR_PROCESS_NAME", "").strip() or "grpc",
         )
 

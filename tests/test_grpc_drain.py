@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from grpc_service import drain
+from model.config import ServerSettings
 from tests.conftest import REPO_ROOT
 
 MAX_AGE = 0.5
@@ -84,3 +85,11 @@ def test_restarting_servers_in_turn_under_load_fails_no_call():
     line = re.search(r"^drain\s+answered\s+(\d+)\s+failed\s+(\d+)(.*)$", result.stdout, re.MULTILINE)
     assert line is not None, result.stdout
     assert int(line[1]) > 100 and int(line[2]) == 0, line[0]
+
+
+def test_the_connection_age_is_bounded_so_the_stop_fits_supervisords_wait():
+    assert ServerSettings.from_env({}).grpc_max_connection_age == 3.0
+    assert ServerSettings.from_env({"DETECTOR_GRPC_MAX_CONNECTION_AGE_SECONDS": "0.5"}).grpc_max_connection_age == 0.5
+    for bad in ("0", "9", "3600"):
+        with pytest.raises(ValueError, match="0.1 to 8 seconds"):
+            ServerSettings.from_env({"DETECTOR_GRPC_MAX_CONNECTION_AGE_SECONDS": bad})
