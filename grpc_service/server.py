@@ -116,11 +116,16 @@ def serve_until_signalled(server: grpc.Server, health_servicer: health.HealthSer
 
     Health turns NOT_SERVING first, for clients and balancers that watch it.
     """
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop_signal()
     health_servicer.enter_graceful_shutdown()
     drain.drain(settings.grpc_port, settings.grpc_max_connection_age)
     log.info("shutting down gRPC server (GOAWAY, then up to %d s for calls)", STOP_GRACE_SECONDS)
     server.stop(grace=STOP_GRACE_SECONDS).wait()
+
+
+def wait_for_stop_signal() -> None:
+    """Block the main thread until SIGTERM (supervisord's stop) or SIGINT."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()

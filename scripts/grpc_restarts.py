@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,10 +32,11 @@ import grpc
 from grpc_health.v1 import health
 
 from grpc_service import drain
-from grpc_service.server import STOP_GRACE_SECONDS, serve_until_signalled
+from grpc_service.server import STOP_GRACE_SECONDS, serve_until_signalled, wait_for_stop_signal
 from model.config import ServerSettings
 from model.runtime.cpu import cpu_model
 from proto import inference_pb2, inference_pb2_grpc
+from tests.service_process import free_port
 
 STUB_SECONDS = 0.04
 CLIENTS = 4
@@ -63,9 +62,7 @@ def serve_stub(port: int, way: str, max_age: float) -> None:
         settings = ServerSettings(grpc_port=port, grpc_max_connection_age=max_age)
         serve_until_signalled(server, health.HealthServicer(), settings)
     else:
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        stop.wait()
+        wait_for_stop_signal()
         server.stop(grace=STOP_GRACE_SECONDS).wait()
 
 
@@ -88,9 +85,7 @@ def _start_stub(port: int, way: str, max_age: float) -> subprocess.Popen:
 
 def restarts_under_load(way: str, restarts: int, max_age: float, time_limit: float) -> Outcome:
     """Restart the two stub servers in turn ``restarts`` times (bounded by ``time_limit``) under the clients."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     servers = [_start_stub(port, way, max_age), _start_stub(port, way, max_age)]
     outcome, lock, stop = Outcome(), threading.Lock(), threading.Event()
 

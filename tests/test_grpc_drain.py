@@ -21,14 +21,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_service import drain
 from model.config import ServerSettings
 from tests.conftest import REPO_ROOT
+from tests.service_process import free_port
 
 MAX_AGE = 0.5
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _refused(port: int) -> bool:
@@ -39,7 +34,7 @@ def _refused(port: int) -> bool:
 
 @pytest.fixture
 def health_server():
-    port = _free_port()
+    port = free_port()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
                          options=[("grpc.so_reuseport", 1), *drain.connection_options(MAX_AGE)])
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
