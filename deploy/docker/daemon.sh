@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start or stop a Docker engine of the project's own (its own socket, data, exec root and pid
 # file), for `make docker-test` on machines without a running one. Installs Debian's docker.io
-# when dockerd is missing. Prints the DOCKER_HOST to use.
+# when dockerd is missing. `start` prints the DOCKER_HOST to use, `root` the folder of its data.
 set -euo pipefail
 ROOT=${DETECTOR_DOCKER_ROOT:-/var/lib/instance-detector-docker}
 SOCK=unix://$ROOT/docker.sock
@@ -35,7 +35,10 @@ stop)
         for _ in $(seq 1 40); do [ -f "$PID" ] || break; sleep 0.5; done
     fi
     ;;
+root)
+    echo "$ROOT"
+    ;;
 *)
-    echo "usage: $0 start|stop" >&2; exit 2
+    echo "usage: $0 start|stop|root" >&2; exit 2
     ;;
 esac

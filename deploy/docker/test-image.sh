@@ -18,10 +18,17 @@ SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
 step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 
+# Each build leaves untagged images behind: the build stage (the wheelhouse copy and the full venv)
+# and the image the new tag replaced, 10 to 15 GB a run. They are removed before and after, so runs
+# on the same engine do not add up until the disk is full; the base and the tested image stay.
+prune() { docker image prune --force >/dev/null || true; }
+stop_engine() { prune; deploy/docker/daemon.sh stop; }
+
 step "Docker engine"
 DOCKER_HOST=$(deploy/docker/daemon.sh start)
 export DOCKER_HOST
-trap 'deploy/docker/daemon.sh stop' EXIT
+trap stop_engine EXIT
+prune
 
 if ! docker image inspect "$BASE" >/dev/null 2>&1; then
     step "base image $BASE from $MIRROR"
@@ -41,6 +48,13 @@ find deploy/docker/ca-certificates -name '*.crt' -delete
 cp /usr/local/share/ca-certificates/*.crt deploy/docker/ca-certificates/ 2>/dev/null || true
 
 step "docker build"
+need_gib=${DOCKER_BUILD_FREE_GIB:-26}
+free_gib=$(df --output=avail -B1G "$(deploy/docker/daemon.sh root)" | tail -1 | tr -d ' ')
+if [ "$free_gib" -lt "$need_gib" ]; then
+    echo "docker build needs about ${need_gib} GiB free where the engine keeps its data;" \
+         "$(deploy/docker/daemon.sh root) has ${free_gib} GiB (DOCKER_BUILD_FREE_GIB to change)" >&2
+    exit 1
+fi
 docker build --network host --tag "$IMAGE" \
     --build-arg BASE_IMAGE="$BASE" --build-arg MODEL_SOURCE="$MODEL_SOURCE" \
     --build-arg NPM_REGISTRY="${DETECTOR_NPM_REGISTRY:-https://registry.npmjs.org}" .
