@@ -49,10 +49,11 @@ cp /usr/local/share/ca-certificates/*.crt deploy/docker/ca-certificates/ 2>/dev/
 
 step "docker build"
 need_gib=${DOCKER_BUILD_FREE_GIB:-26}
-free_gib=$(df --output=avail -B1G "$(deploy/docker/daemon.sh root)" | tail -1 | tr -d ' ')
+data_root=$(deploy/docker/daemon.sh root)
+free_gib=$(df --output=avail -B1G "$data_root" | tail -1 | tr -d ' ')
 if [ "$free_gib" -lt "$need_gib" ]; then
     echo "docker build needs about ${need_gib} GiB free where the engine keeps its data;" \
-         "$(deploy/docker/daemon.sh root) has ${free_gib} GiB (DOCKER_BUILD_FREE_GIB to change)" >&2
+         "$data_root has ${free_gib} GiB (DOCKER_BUILD_FREE_GIB to change)" >&2
     exit 1
 fi
 docker build --network host --tag "$IMAGE" \
