@@ -9,8 +9,8 @@ from pathlib import Path
 
 from exporters import builder, maskrcnn, publish, sample_photos
 from exporters.precision_check import photos_in
-from model.runtime.card import ModelCard
-from model.config import DEFAULT_MODEL_DIR, ExportSettings
+from model.card import ModelCard
+from common.settings import DEFAULT_MODEL_DIR, ExportSettings
 
 SOURCES = ("maskrcnn", "yolov5s", "mb3-centernet", "auto")
 

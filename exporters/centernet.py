@@ -30,7 +30,7 @@ STRIDE_CONST = "tower_0/mul_3/y"
 TOPK_CONST = "tower_0/TopKV2/k"
 # Picked from the threshold sweep in docs/accuracy.md (heatmap peaks are not calibrated like
 # Mask R-CNN scores: at 0.75 this model reports nothing).
-# The part model.runtime.precision converts to bf16 / channels-last: the convolutional body.
+# The part model.precision converts to bf16 / channels-last: the convolutional body.
 PRECISION_MODULE = "body"
 DEFAULT_SCORE_THRESHOLD = 0.3
 

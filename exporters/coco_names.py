@@ -3,7 +3,7 @@
 torchvision's detection weights carry a 91-entry list with ``__background__``
 at 0 and ``N/A`` for the ids COCO never used (``model.coco.PLACEHOLDERS``).
 This imports torchvision's Python package, so it stays out of the serving
-processes (``model.runtime.vision_ops``).
+processes (``model.vision_ops``).
 """
 
 from __future__ import annotations

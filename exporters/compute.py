@@ -1,7 +1,7 @@
 """The numerics switch every exported detector carries, set by the serving process at load time.
 
 Each export keeps its weights in float32. Where the CPU has bf16 matrix units,
-``model.runtime.precision`` either converts the part its sidecar names
+``model.precision`` either converts the part its sidecar names
 (``precision_module``) to bfloat16 and channels-last, or makes the weights
 channels-last and runs the module under autocast (``bf16_mode``), and sets
 the wrapper's ``compute_dtype`` / ``channels_last`` attributes to match. The
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 
 def add_numerics_switch(wrapper: nn.Module) -> None:
-    """Give a wrapper the attributes model.runtime.precision sets at load time; float32, contiguous until then."""
+    """Give a wrapper the attributes model.precision sets at load time; float32, contiguous until then."""
     wrapper.compute_dtype = torch.float32
     wrapper.channels_last = False
 

@@ -8,12 +8,12 @@
 * Compilation: ``torch.export`` then AOTInductor with freezing, which fuses
   quantize / convolution / SiLU / dequantize into oneDNN int8 convolutions
   (VNNI or AMX-INT8). Inductor fuses them for static shapes only, so there is
-  one compiled body per letterbox shape in ``SHAPES``; model.runtime.compiled_body
+  one compiled body per letterbox shape in ``SHAPES``; model.compiled_body
   runs an image in the smallest that holds it. Each is kept as the shared
   library inside AOTInductor's ``.pt2`` archive (code and frozen weights in one
   file): every serving process maps that one file, where loading the archive
   would extract a private copy per process into a temporary folder.
-* The check: the served path (model.runtime.compiled_body.split_forward) against the
+* The check: the served path (model.compiled_body.split_forward) against the
   fp32 export on the check photos, the same comparison as bf16's but with
   int8's tolerances. Failing, the packages are deleted and the sidecar says why.
 
@@ -37,11 +37,11 @@ from torch import nn
 from torch.export import Dim
 
 from exporters.precision_check import compare
-from model.runtime import precision as numerics
-from model.runtime.card import sha256_of
-from model.runtime.compiled_body import CompiledBody, split_forward
-from model.runtime.cpu import FAST_INT8_FLAGS, cpu_flags
-from model.request.images import photo_tensor
+from model import precision as numerics
+from model.card import sha256_of
+from model.compiled_body import CompiledBody, split_forward
+from model.cpu import FAST_INT8_FLAGS, cpu_flags
+from serving.images import photo_tensor
 
 if TYPE_CHECKING:
     from torchao.quantization.pt2e.quantizer import Quantizer

@@ -22,7 +22,7 @@ from exporters.compute import add_numerics_switch, to_compute
 
 WEIGHTS = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
 # bf16 under CPU autocast for the whole model: its RPN and box heads are too much of the work
-# to leave in fp32 (model.runtime.precision).
+# to leave in fp32 (model.precision).
 BF16_MODE = "autocast"
 DEFAULT_SCORE_THRESHOLD = 0.75
 DEFAULT_MIN_SIZE = 800

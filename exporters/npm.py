@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from model.config import NPM_REGISTRY
+from common.settings import NPM_REGISTRY
 
 log = logging.getLogger(__name__)
 

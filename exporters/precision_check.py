@@ -1,7 +1,7 @@
 """Export-time proof that bf16 gives fp32's answers, before a sidecar may say ``precision: bf16``.
 
 The exported module is loaded twice, once left in fp32 and once converted the
-way a serving process puts it in bf16 (``model.runtime.precision.apply``), and both run on
+way a serving process puts it in bf16 (``model.precision.apply``), and both run on
 a few real photos, prepared as the service prepares them. bf16 is kept only if,
 on every photo, each detection at or above the model's threshold in one run has
 a partner in the other: same label, box within ``box_px`` pixels, score within
@@ -19,8 +19,8 @@ from typing import Callable
 
 import torch
 
-from model.runtime import precision as numerics
-from model.request.images import photo_tensor
+from model import precision as numerics
+from serving.images import photo_tensor
 
 log = logging.getLogger(__name__)
 

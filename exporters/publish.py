@@ -1,7 +1,7 @@
 """Write an export into a model repository as its model's next version, in one rename.
 
 The export is built in a hidden staging folder of the repository (``.staging-...``, which
-scans ignore: model.runtime.repository), then renamed to ``<name>/<next version>/``: a serving
+scans ignore: model.repository), then renamed to ``<name>/<next version>/``: a serving
 process polling the repository sees either nothing or the whole folder, never half of it.
 The rename stays on one filesystem because the staging folder is inside the repository.
 """
@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from model.runtime.card import ModelCard
-from model.runtime.repository import AUTO_ORDER, VERSION_NAME, scan_repository
+from model.card import ModelCard
+from model.repository import AUTO_ORDER, VERSION_NAME, scan_repository
 
 log = logging.getLogger(__name__)
 

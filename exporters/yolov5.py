@@ -49,7 +49,7 @@ CANDIDATE_FLOOR = 0.05
 MAX_DETECTIONS = 100
 # The middle of the best plateau (0.25-0.35) of the sweep on ../shared/eval's public labels
 # (scripts/threshold_sweep.py, docs/accuracy.md).
-# The part model.runtime.precision converts to bf16 / channels-last: the convolutional body.
+# The part model.precision converts to bf16 / channels-last: the convolutional body.
 PRECISION_MODULE = "body"
 DEFAULT_SCORE_THRESHOLD = 0.30
 
@@ -174,7 +174,7 @@ class YoloV5Detector(nn.Module):
         """The body's three maps (N=1) -> boxes in the caller's ``height`` x ``width`` image, labels, scores.
 
         Split from :meth:`forward` so a serving process can run the body elsewhere (a compiled
-        int8 body, model.runtime.compiled_body) and still decode here: letterbox, body, finish.
+        int8 body, model.compiled_body) and still decode here: letterbox, body, finish.
         """
         boxes, labels, scores = self.postprocess(self.head.candidates(maps, self.candidate_floor))
         offset = torch.tensor([left, top, left, top], dtype=boxes.dtype)

@@ -5,7 +5,7 @@ imported, so the directory is prepared (the dead processes' live gauges dropped)
 before the server module, and with it the metrics, is imported.
 """
 
-from model.metrics_dir import prepare_dir
+from common.metrics_dir import prepare_dir
 
 
 def run() -> None:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from model.runtime.detector import Detector
-from model.request.options import MAX_DETECTIONS, DetectOptions, known_classes
-from model.request.pipeline import Pipeline, Prediction
-from model.request.serving import serve_predict
+from serving import MAX_DETECTIONS, DetectionService, DetectOptions, Detector, Prediction, known_classes
 from proto import detection_pb2, detection_pb2_grpc
 
 
@@ -46,10 +43,10 @@ def options_from(request: detection_pb2.DetectRequest) -> DetectOptions:
     )
 
 
-def listing(pipeline: Pipeline) -> detection_pb2.ListModelsResponse:
+def listing(service: DetectionService) -> detection_pb2.ListModelsResponse:
     """Every model of the repository, as ``GET /v1/models`` lists them."""
     models = []
-    for status in pipeline.models.status():
+    for status in service.models():
         models.append(detection_pb2.ModelListing(
             name=status.name,
             default=status.default,
@@ -86,18 +83,18 @@ def response_from(prediction: Prediction, options: DetectOptions) -> detection_p
 
 
 class DetectorServicer(detection_pb2_grpc.DetectorServicer):
-    def __init__(self, pipeline: Pipeline):
-        self.pipeline = pipeline
+    def __init__(self, service: DetectionService):
+        self.service = service
 
     def Detect(self, request: detection_pb2.DetectRequest, context: grpc.ServicerContext):  # noqa: N802
         options = options_from(request)
-        prediction = serve_predict(
-            self.pipeline, "grpc", request.url, context.time_remaining(), options, alive=context.is_active
+        prediction = self.service.predict_url(
+            "grpc", request.url, options, timeout=context.time_remaining(), alive=context.is_active
         )
         return response_from(prediction, options)
 
     def GetModel(self, request: detection_pb2.GetModelRequest, context: grpc.ServicerContext):  # noqa: N802
-        return model_info(self.pipeline.ready_detector(request.name or None))
+        return model_info(self.service.model(request.name or None))
 
     def ListModels(self, request: detection_pb2.ListModelsRequest, context: grpc.ServicerContext):  # noqa: N802
-        return listing(self.pipeline)
+        return listing(self.service)

@@ -28,8 +28,8 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from model.errors import DetectorError, InvalidRequest
-from model.request.serving import record_error
+from common.errors import DetectorError, InvalidRequest
+from serving import record_error
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from model.config import ServerSettings
+from common.settings import ServerSettings
 
 
 def serving(target: str) -> bool:

@@ -20,12 +20,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from model.config import ServerSettings, Settings
-from model.runtime.detector import Detector
-from model.logs import configure_logging
-from model.metrics import GRPC_INFERENCE_COUNT
-from model.request.pipeline import Pipeline
-from model.request.serving import serve_predict, start_pipeline
+from common.logs import configure_logging
+from common.metrics import GRPC_INFERENCE_COUNT
+from common.settings import ServerSettings, Settings
+from serving import DetectionService, Detector, lifecycle
 from grpc_service import drain
 from grpc_service.detection_servicer import DetectorServicer
 from grpc_service.handlers import add_servicer
@@ -43,28 +41,28 @@ DETECTION_SERVICE_NAME = detection_pb2.DESCRIPTOR.services_by_name["Detector"].f
 
 
 class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
-    def __init__(self, pipeline: Pipeline):
-        self.pipeline = pipeline
+    def __init__(self, service: DetectionService):
+        self.service = service
 
     def Predict(self, request: inference_pb2.InstanceDetectorInput, context: grpc.ServicerContext):  # noqa: N802
         GRPC_INFERENCE_COUNT.inc()
-        prediction = serve_predict(
-            self.pipeline, "grpc", request.url, context.time_remaining(), alive=context.is_active
+        prediction = self.service.predict_url(
+            "grpc", request.url, timeout=context.time_remaining(), alive=context.is_active
         )
         return inference_pb2.InstanceDetectorOutput(objects=prediction.labels)
 
 
 def build_server(
-    pipeline: Pipeline, health_servicer: health.HealthServicer, address: str, max_workers: int,
+    service: DetectionService, health_servicer: health.HealthServicer, address: str, max_workers: int,
     instance_socket: Path | None = None, max_connection_age: float = ServerSettings.grpc_max_connection_age,
 ) -> grpc.Server:
-    """Predictions may hold only ``max_in_flight`` of the ``max_workers`` threads (model.request.admission), so
+    """Predictions may hold only ``max_in_flight`` of the ``max_workers`` threads (serving.admission), so
     health checks and GetModel always find one; RPCs beyond threads plus that many again wait in no
     queue: grpcio refuses them with RESOURCE_EXHAUSTED before any thread is spent.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        maximum_concurrent_rpcs=max_workers + pipeline.settings.max_in_flight,
+        maximum_concurrent_rpcs=max_workers + service.settings.max_in_flight,
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -73,8 +71,8 @@ def build_server(
             *drain.connection_options(max_connection_age),
         ],
     )
-    add_servicer(server, inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"], InstanceDetectorServicer(pipeline))
-    add_servicer(server, detection_pb2.DESCRIPTOR.services_by_name["Detector"], DetectorServicer(pipeline))
+    add_servicer(server, inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"], InstanceDetectorServicer(service))
+    add_servicer(server, detection_pb2.DESCRIPTOR.services_by_name["Detector"], DetectorServicer(service))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, DETECTION_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
@@ -100,11 +98,11 @@ def main() -> None:
         for name in (SERVICE_NAME, DETECTION_SERVICE_NAME, ""):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    pipeline = start_pipeline(settings, on_ready)
+    service = lifecycle.start(settings, on_ready)
     # Warm before binding: the port is shared (SO_REUSEPORT) with the other gRPC program, and the
     # kernel would hand a cold process new connections whose calls could only be refused.
-    pipeline.wait_loaded()
-    server = build_server(pipeline, health_servicer, address, server_settings.grpc_threads,
+    service.wait_loaded()
+    server = build_server(service, health_servicer, address, server_settings.grpc_threads,
                           server_settings.grpc_instance_socket(), server_settings.grpc_max_connection_age)
     server.start()
     log.info("gRPC server listening on %s", address)

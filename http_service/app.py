@@ -23,16 +23,15 @@ from http_service.openapi import openapi_document
 from http_service.limits import JSON_BODY_BYTES, largest_body_bytes
 from http_service.params import predict_url
 from http_service.responses import error_response
-from model.config import Settings
-from model.logs import configure_logging
-from model.metrics import HTTP_INFERENCE_COUNT, render
-from model.request.pipeline import Pipeline
-from model.request.serving import serve_predict, start_pipeline
+from common.logs import configure_logging
+from common.metrics import HTTP_INFERENCE_COUNT, render
+from common.settings import Settings
+from serving import DetectionService, lifecycle
 
-def create_app(pipeline: Pipeline) -> Flask:
+def create_app(service: DetectionService) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_BYTES
-    drain_limit = largest_body_bytes(pipeline.settings.fetch.max_bytes)
+    drain_limit = largest_body_bytes(service.settings.fetch.max_bytes)
     app.wsgi_app = DrainUnreadBody(app.wsgi_app, drain_limit)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -41,13 +40,13 @@ def create_app(pipeline: Pipeline) -> Flask:
     @app.post("/predict")
     def predict() -> Any:
         HTTP_INFERENCE_COUNT.inc()
-        prediction = serve_predict(pipeline, "http", predict_url(request), alive=caller_alive())
+        prediction = service.predict_url("http", predict_url(request), alive=caller_alive())
         return jsonify({"objects": prediction.labels})
 
-    app.register_blueprint(detect_blueprint(pipeline))
-    app.register_blueprint(deepstack_blueprint(pipeline))
+    app.register_blueprint(detect_blueprint(service))
+    app.register_blueprint(deepstack_blueprint(service))
     app.register_blueprint(edge_blueprint())
-    document = openapi_document(pipeline.settings)
+    document = openapi_document(service.settings)
 
     @app.get("/")
     def page() -> Response:
@@ -69,9 +68,9 @@ def create_app(pipeline: Pipeline) -> Flask:
     @app.get("/readyz")
     def readyz() -> Any:
         # A probe's answer, not a failed request: not counted as an error.
-        if pipeline.ready:
+        if service.ready:
             return jsonify({"status": "ready"})
-        return error_response(503, "model_not_ready", pipeline.not_ready_reason)
+        return error_response(503, "model_not_ready", service.not_ready_reason)
 
     return app
 
@@ -85,6 +84,6 @@ def create_default_app() -> Flask:
     requests wait in the socket's backlog, or are served by the old workers.
     """
     configure_logging()
-    pipeline = start_pipeline(Settings.from_env())
-    pipeline.wait_loaded()
-    return create_app(pipeline)
+    service = lifecycle.start(Settings.from_env())
+    service.wait_loaded()
+    return create_app(service)

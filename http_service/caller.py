@@ -3,7 +3,7 @@
 nginx closes its connection to gunicorn when its client goes away, and the
 request's socket then reads as end-of-file. Asking costs one non-blocking
 ``select``; the model thread asks before it spends a forward pass on a
-request (:class:`model.runtime.inference_thread.InferenceThread`).
+request (``model.inference_thread``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import socket
 
 from flask import request
 
-from model.runtime.inference_thread import Alive
+from serving import Alive
 
 
 def _still_connected(sock: socket.socket) -> bool:

@@ -6,7 +6,7 @@ servers this way: a multipart ``image`` file, optional ``min_confidence`` and
 [{"label", "confidence", "x_min", "y_min", "x_max", "y_max"}]}`` in integer
 pixels, or ``{"success": false, "error": "..."}``. ``/v1/vision/detection`` runs
 the default model; ``/v1/vision/custom/<name>`` the repository's model ``<name>``
-(model.runtime.repository), and ``/v1/vision/custom/list`` names them. At most
+(model.repository), and ``/v1/vision/custom/list`` names them. At most
 ``deepstack_max_predictions`` predictions are answered, the highest scores:
 Frigate's plugin fails on more than 20. A thin adapter over the same core as
 every other route: same limits, admission and metrics (with ``transport="deepstack"``).
@@ -25,10 +25,8 @@ from http_service.errors import HTTPRefusal, with_error_headers
 from http_service.limits import upload_body_bytes
 from http_service.params import multipart_image
 from http_service.request_fields import DeepStackFields, validated
-from model.errors import DetectorError, Unauthorized
-from model.request.options import MAX_DETECTIONS, DetectOptions
-from model.request.pipeline import Pipeline
-from model.request.serving import record_error, serve_upload
+from common.errors import DetectorError, Unauthorized
+from serving import MAX_DETECTIONS, DetectionService, DetectOptions, record_error
 
 TRANSPORT = "deepstack"
 
@@ -39,11 +37,11 @@ def _min_confidence() -> float:
     return validated(DeepStackFields, fields, parameters=True).min_confidence
 
 
-def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
+def deepstack_blueprint(service: DetectionService) -> Blueprint:
     api = Blueprint("deepstack", __name__)
-    api_key = pipeline.settings.deepstack_api_key
-    max_predictions = pipeline.settings.deepstack_max_predictions or MAX_DETECTIONS
-    max_image_bytes = pipeline.settings.fetch.max_bytes
+    api_key = service.settings.deepstack_api_key
+    max_predictions = service.settings.deepstack_max_predictions or MAX_DETECTIONS
+    max_image_bytes = service.settings.fetch.max_bytes
 
     def failure(error: DetectorError) -> Any:
         record_error(TRANSPORT, error)
@@ -71,7 +69,7 @@ def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
     @api.post("/v1/vision/custom/list")
     def custom_list() -> Any:
         authorised()
-        return jsonify({"success": True, "models": pipeline.models.names()})
+        return jsonify({"success": True, "models": service.model_names()})
 
     @api.post("/v1/vision/custom/<name>")
     def custom(name: str) -> Any:
@@ -81,7 +79,7 @@ def deepstack_blueprint(pipeline: Pipeline) -> Blueprint:
         authorised()
         data = multipart_image(request, max_image_bytes)
         options = DetectOptions(model=model, threshold=_min_confidence(), max_detections=max_predictions)
-        prediction = serve_upload(pipeline, TRANSPORT, data, options, alive=caller_alive())
+        prediction = service.predict_bytes(TRANSPORT, data, options, alive=caller_alive())
         width, height = prediction.original_size
         predictions = []
         for detection in prediction.detections:

@@ -7,48 +7,43 @@ here goes through the same inference core and error types.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from http_service.caller import caller_alive
-from model.request.annotate import annotated_png
-from model.errors import CallerGone, DetectorError
-from model.request.options import DetectOptions, known_classes
-from model.request.pipeline import Pipeline, Prediction
-from model.request.serving import record_error, serve_predict, serve_upload
+from common.errors import DetectorError
 from http_service.limits import BATCH_BODY_BYTES
 from http_service.params import ImageSource, image_request, json_body, options_from_fields
 from http_service.request_fields import DetectBody, batch_body
 from http_service.responses import error_body, model_json, models_json, prediction_json
+from serving import DetectionService, DetectOptions, Prediction, known_classes
+from serving.annotate import annotated_png
 
-BATCH_FETCH_THREADS = 4
 
-
-def detect_blueprint(pipeline: Pipeline) -> Blueprint:
+def detect_blueprint(service: DetectionService) -> Blueprint:
     api = Blueprint("detect_v1", __name__)
-    max_image_bytes = pipeline.settings.fetch.max_bytes
-    batch_model = batch_body(pipeline.settings.max_batch)
+    max_image_bytes = service.settings.fetch.max_bytes
+    batch_model = batch_body(service.settings.max_batch)
 
     def run(source: ImageSource, options: DetectOptions) -> Prediction:
         if source.url is not None:
-            return serve_predict(pipeline, "http", source.url, options=options, alive=caller_alive())
+            return service.predict_url("http", source.url, options, alive=caller_alive())
         assert source.data is not None
-        return serve_upload(pipeline, "http", source.data, options, alive=caller_alive())
+        return service.predict_bytes("http", source.data, options, alive=caller_alive())
 
     def as_json(prediction: Prediction, options: DetectOptions) -> dict[str, Any]:
         return prediction_json(prediction, options.threshold)
 
     @api.get("/v1/model")
     def model() -> Any:
-        detector = pipeline.ready_detector()
+        detector = service.model()
         return jsonify({**model_json(detector), "input_size": detector.card.input_size,
                         "precision_reason": detector.precision_reason, "classes": known_classes(detector.card)})
 
     @api.get("/v1/models")
     def models() -> Any:
-        return jsonify(models_json(pipeline))
+        return jsonify(models_json(service.models()))
 
     @api.post("/v1/detect")
     def detect() -> Any:
@@ -60,22 +55,12 @@ def detect_blueprint(pipeline: Pipeline) -> Blueprint:
         request.max_content_length = BATCH_BODY_BYTES
         body = json_body(request, batch_model)
         urls, options = body.urls, body.detect_options()
-        options.checked(pipeline.ready_detector(options.model).card)
-        alive = caller_alive()
-
-        def one(url: str) -> dict[str, Any]:
-            """One item; the batch holds one admission slot for all, and stops when its caller goes."""
-            try:
-                if not alive():
-                    raise CallerGone("the caller went away before this item was fetched")
-                prediction = serve_predict(pipeline, "http", url, options=options, alive=alive, admit=False)
-                return {"url": url, **as_json(prediction, options)}
-            except DetectorError as exc:
-                record_error("http", exc)
-                return {"url": url, **error_body(exc.code, exc.message, exc.choices)}
-
-        with pipeline.admission.slot(), ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(urls))) as pool:
-            results = list(pool.map(one, urls))
+        results = []
+        for url, outcome in zip(urls, service.batch("http", urls, options, caller_alive())):
+            if isinstance(outcome, DetectorError):
+                results.append({"url": url, **error_body(outcome.code, outcome.message, outcome.choices)})
+            else:
+                results.append({"url": url, **as_json(outcome, options)})
         return jsonify({"results": results})
 
     def png(prediction: Prediction) -> Response:

@@ -17,8 +17,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from http_service.limits import JSON_BODY_BYTES
 from http_service.responses import error_response
-from model.errors import DetectorError
-from model.request.serving import record_error
+from common.errors import DetectorError
+from serving import record_error
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Runs in the gunicorn master before any worker exists, which is why the
 Prometheus multiprocess directory is chosen here: workers inherit it.
-Every knob comes from ``model.config.ServerSettings`` (environment variables),
+Every knob comes from ``common.settings.ServerSettings`` (environment variables),
 so supervisord, Docker and the tests configure the same file. gunicorn listens
 on a Unix socket that only the buffering front (``http_service.front``, nginx
 on the public port) reaches: slow clients never hold a gunicorn thread.
@@ -12,12 +12,12 @@ on the public port) reaches: slow clients never hold a gunicorn thread.
 # build's cost, cuBLASLt's alone 94 MB; the CPU wheels' is smaller), which forked workers then
 # share copy-on-write instead of each paying it. Safe to fork: importing starts no threads;
 # each worker loads its model and creates its thread pool only after the fork. torchvision's
-# Python package is never imported by a serving process (model.runtime.vision_ops).
+# Python package is never imported by a serving process (model.vision_ops).
 import torch  # noqa: F401
 
 from http_service.limits import HEADER_LINE_BYTES
-from model.config import ServerSettings
-from model.metrics_dir import forget_dead_processes, prepare_dir
+from common.settings import ServerSettings
+from common.metrics_dir import forget_dead_processes, prepare_dir
 
 SERVER = ServerSettings.from_env()
 
@@ -37,7 +37,7 @@ bind = f"unix:{SERVER.http_socket}"
 workers = SERVER.http_workers
 # Threads let a worker keep fetching and decoding images for queued requests while one
 # request's inference runs on the model thread. Predictions may hold at most
-# DETECTOR_MAX_IN_FLIGHT of them (model.request.admission); the rest stay free for health checks and metrics.
+# DETECTOR_MAX_IN_FLIGHT of them (serving.admission); the rest stay free for health checks and metrics.
 worker_class = "gthread"
 threads = SERVER.http_threads
 timeout = SERVER.http_timeout

@@ -16,7 +16,7 @@ import socket
 
 from gunicorn import util
 
-from model.metrics import ERRORS
+from common.metrics import ERRORS
 
 _CODES = {414: "request_too_large", 431: "request_too_large", 500: "internal"}
 

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from model.config import ServerSettings
-from model.logs import configure_logging
+from common.settings import ServerSettings
+from common.logs import configure_logging
 
 log = logging.getLogger("http_service.listeners")
 

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from http_service.request_fields import DeepStackFields, DetectBody, Options, PredictBody, batch_body
-from model.config import Settings
-from model.request.options import MAX_DETECTIONS
+from common.settings import Settings
+from serving import MAX_DETECTIONS
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
 

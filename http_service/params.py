@@ -16,8 +16,8 @@ from werkzeug.datastructures import MultiDict
 
 from http_service.limits import upload_body_bytes
 from http_service.request_fields import DetectBody, Options, PredictBody, text_fields, validated
-from model.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
-from model.request.options import DetectOptions
+from common.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
+from serving import DetectOptions
 
 UPLOAD_FIELD = "image"
 

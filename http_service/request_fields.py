@@ -17,9 +17,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from model.coco import COCO_CLASSES
-from model.errors import InvalidRequest, InvalidURL
-from model.request.options import MAX_DETECTIONS, DetectOptions
+from common.errors import InvalidRequest, InvalidURL
+from serving import COCO_CLASSES, MAX_DETECTIONS, DetectOptions
 
 
 def _whole_number(value: Any) -> Any:

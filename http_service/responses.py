@@ -6,9 +6,7 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from model.runtime.detector import Detector
-from model.request.options import known_classes
-from model.request.pipeline import Pipeline, Prediction
+from serving import Detector, ModelStatus, Prediction, known_classes
 
 
 def error_body(code: str, message: str, choices: list[str] | None = None) -> dict[str, Any]:
@@ -59,10 +57,10 @@ def prediction_json(prediction: Prediction, threshold: float | None) -> dict[str
     }
 
 
-def models_json(pipeline: Pipeline) -> dict[str, Any]:
+def models_json(statuses: list[ModelStatus]) -> dict[str, Any]:
     """``GET /v1/models``: every model of the repository, its versions and what serves."""
     models = []
-    for status in pipeline.models.status():
+    for status in statuses:
         entry: dict[str, Any] = {
             "name": status.name,
             "default": status.default,

@@ -13,7 +13,7 @@ import urllib.request
 from typing import Callable
 
 from grpc_service.readiness import serving
-from model.config import ServerSettings
+from common.settings import ServerSettings
 
 
 def _get(http: str, path: str) -> dict | None:

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
-from model import procfs
+from common import procfs
 from scripts.evaluate import Predict, grpc_predictor, http_predictor, serve_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

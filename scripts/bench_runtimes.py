@@ -5,9 +5,9 @@ Times the convolutional body (the forward pass proper, without letterbox or
 NMS) of an export, in every way this CPU can run it:
 
 * ``torchscript fp32``, ``torchscript bf16``: the exported module's body as a
-  serving process runs it (model.runtime.precision.apply), bf16 only where the CPU has
+  serving process runs it (model.precision.apply), bf16 only where the CPU has
   fast bf16;
-* ``int8 compiled``: the export's AOTInductor int8 packages (model.runtime.compiled_body),
+* ``int8 compiled``: the export's AOTInductor int8 packages (model.compiled_body),
   where the export built them and the CPU can run them;
 * ``openvino f32``, ``openvino bf16``: the same fp32 body converted by
   OpenVINO (``ov.convert_model``), with its own inference precision hint; a
@@ -35,13 +35,13 @@ import torch
 import torchvision  # noqa: F401  (registers the nms op the export calls)
 
 from exporters.compute import to_compute
-from model.runtime import precision as numerics
-from model.runtime.card import MODEL_FILE, ModelCard
-from model.runtime.compiled_body import CompiledBody
-from model.config import Settings
-from model.runtime.cpu import cpu_flags, cpu_kind, cpu_model
-from model.request.images import photo_tensor
-from model.runtime.memory import keep_activations_on_heap
+from model import precision as numerics
+from model.card import MODEL_FILE, ModelCard
+from model.compiled_body import CompiledBody
+from common.settings import Settings
+from model.cpu import cpu_flags, cpu_kind, cpu_model
+from serving.images import photo_tensor
+from model.memory import keep_activations_on_heap
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Run = Callable[[torch.Tensor], object]
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    keep_activations_on_heap()  # as a serving process does (model.request.pipeline)
+    keep_activations_on_heap()  # as a serving process does (serving.pipeline)
     card = ModelCard.read(args.model)
     if not card.precision_module:
         parser.error(f"{card.name} has no separable body (precision_module) to time")

@@ -34,12 +34,12 @@ from urllib.parse import urlsplit
 import torch
 
 from exporters.compute import to_compute
-from model.config import Settings
-from model.runtime.cpu import describe
-from model.runtime.detector import Detector
-from model.request.images import PREVIEW_MAX_SIDE, finish, limit_side, open_near, to_tensor
-from model.runtime.memory import keep_activations_on_heap
-from model.runtime.precision import BF16
+from common.settings import Settings
+from model.cpu import describe
+from model.detector import Detector
+from serving.images import PREVIEW_MAX_SIDE, finish, limit_side, open_near, to_tensor
+from model.memory import keep_activations_on_heap
+from model.precision import BF16
 from scripts.bench import IMAGE_SUFFIXES, served
 from scripts.evaluate import grpc_predictor, http_predictor, serve_folder
 
@@ -57,12 +57,12 @@ def in_process(model_dir: Path, photos: list[Path], rounds: int) -> dict[str, li
 
     settings = Settings.from_env({"DETECTOR_MODEL_DIR": str(model_dir)})
     torch.set_num_threads(settings.torch_threads)
-    keep_activations_on_heap()  # as a serving process does (model.request.pipeline)
+    keep_activations_on_heap()  # as a serving process does (serving.pipeline)
     detector = Detector.load(model_dir, precision=settings.precision)
     detector.warm_up()
     module, body = detector._module, detector._body  # the stages the detector runs, one by one
     max_side = detector.card.max_side
-    bf16 = detector.precision == BF16  # the module's own numerics switch, as model.runtime.precision set it
+    bf16 = detector.precision == BF16  # the module's own numerics switch, as model.precision set it
     dtype = torch.bfloat16 if bf16 else torch.float32
     stages: dict[str, list[float]] = {}
 

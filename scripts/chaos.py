@@ -49,8 +49,8 @@ from typing import Callable
 
 import grpc
 
-from model import procfs
-from model.runtime.cpu import cpu_model
+from common import procfs
+from model.cpu import cpu_model
 from scripts.bench import percentile
 from tests.image_server import ImageServer
 from tests.service_process import ServiceProcess

@@ -33,8 +33,8 @@ from grpc_health.v1 import health
 
 from grpc_service import drain
 from grpc_service.server import STOP_GRACE_SECONDS, serve_until_signalled, wait_for_stop_signal
-from model.config import ServerSettings
-from model.runtime.cpu import cpu_model
+from common.settings import ServerSettings
+from model.cpu import cpu_model
 from proto import inference_pb2, inference_pb2_grpc
 from tests.service_process import free_port
 

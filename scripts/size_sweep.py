@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from model.runtime.detector import Detector
-from model.request.images import photo_tensor
-from model.request.pipeline import configure_torch
+from model.detector import Detector
+from serving.images import photo_tensor
+from serving.lifecycle import configure_torch
 from scripts.evaluate import score
 
 

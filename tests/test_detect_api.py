@@ -9,10 +9,10 @@ import pytest
 import requests
 from PIL import Image
 
-from model.runtime.card import ModelCard
+from model.card import ModelCard
 from exporters.coco_names import COCO_80
-from model.runtime.cpu import cpu_flags
-from model.runtime.precision import choose
+from model.cpu import cpu_flags
+from model.precision import choose
 from tests.service_process import error_details
 
 DOG = "/images/darknet_dog.jpg"

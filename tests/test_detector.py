@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from exporters.builder import save
-from model.runtime.card import MODEL_FILE, ModelCard
+from model.card import MODEL_FILE, ModelCard
 from exporters.coco_names import TORCHVISION_CATEGORIES
-from model.runtime.detector import Detector
+from model.detector import Detector
 
 
 class FixedOutput(nn.Module):
@@ -57,7 +57,7 @@ def test_serving_a_random_init_export_logs_a_loud_warning(tmp_path, caplog):
         torch.jit.script(FixedOutput()), tmp_path, name="untrained", architecture="test double",
         weights="random-init", categories=list(TORCHVISION_CATEGORIES), score_threshold=0.75, random_init=True,
     )
-    with caplog.at_level(logging.WARNING, logger="model.runtime.detector"):
+    with caplog.at_level(logging.WARNING, logger="model.detector"):
         Detector.load(tmp_path)
     assert "UNTRAINED" in caplog.text
     assert ModelCard.read(tmp_path).random_init
@@ -68,7 +68,7 @@ def test_the_start_up_log_line_names_the_weights_licence(tmp_path, caplog):
         torch.jit.script(FixedOutput()), tmp_path, name="licensed", architecture="test double", weights="none",
         categories=list(TORCHVISION_CATEGORIES), score_threshold=0.75, license="AGPL-3.0: from upstream",
     )
-    with caplog.at_level(logging.INFO, logger="model.runtime.detector"):
+    with caplog.at_level(logging.INFO, logger="model.detector"):
         Detector.load(tmp_path)
     assert "serving model licensed" in caplog.text and "licence: AGPL-3.0: from upstream" in caplog.text
 

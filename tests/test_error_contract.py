@@ -239,16 +239,16 @@ def test_grpc_bytes_that_are_not_the_request_message_are_invalid_argument(servic
 
 def test_not_ready_answers_do_not_carry_paths_or_checksums(tmp_path):
     """The loader's exception (model path, sha256s) goes to the log, not to the caller."""
-    from model.config import Settings
-    from model.errors import ModelNotReady
-    from model.request.pipeline import Pipeline
+    from common.settings import Settings
+    from common.errors import ModelNotReady
+    from serving import lifecycle
 
-    pipeline = Pipeline(Settings(model_dir=tmp_path / "missing"))
     failures: list[str] = []
-    pipeline.load_in_background(on_failure=failures.append).join(timeout=60)
+    service = lifecycle.start(Settings(model_dir=tmp_path / "missing"), on_failure=failures.append)
+    assert service.wait_loaded(timeout=60)
     assert failures and str(tmp_path) in failures[0]
     with pytest.raises(ModelNotReady) as refused:
-        pipeline.ready_detector()
+        service.model()
     assert str(tmp_path) not in refused.value.message and "retry" not in refused.value.message
     assert "log" in refused.value.message
 

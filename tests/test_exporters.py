@@ -153,7 +153,7 @@ def test_sample_photos_come_from_the_pypi_wheels(tmp_path):
     photos = download(CACHE_DIR)
     assert len(photos) == sum(len(members) for _, _, members in WHEELS)
     assert len(photos_in(photos[0].parent)) >= 7
-    from model.request.images import decode_image
+    from serving.images import decode_image
 
     assert all(min(decode_image(p.read_bytes(), 10**8).size) >= 256 for p in photos)
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from model.config import FetchPolicy
-from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamRejected, UpstreamTimeout
-from model.request.fetch import Allowlist, Fetcher, is_public, parse_url, resolve_checked
+from common.settings import FetchPolicy
+from common.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamRejected, UpstreamTimeout
+from serving.fetch import Allowlist, Fetcher, is_public, parse_url, resolve_checked
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ def test_a_refusal_does_not_tell_the_caller_where_a_name_points(caplog):
     """Saying which private address a name resolves to would let an outsider map internal DNS."""
     import logging
 
-    with caplog.at_level(logging.WARNING, logger="model.request.fetch"), pytest.raises(AddressNotAllowed) as refused:
+    with caplog.at_level(logging.WARNING, logger="serving.fetch"), pytest.raises(AddressNotAllowed) as refused:
         resolve_checked("localhost", 80, Allowlist(()))
     message = refused.value.message
     assert "127.0.0.1" not in message and "::1" not in message

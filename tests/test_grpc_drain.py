@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from grpc_service import drain
-from model.config import ServerSettings
+from common.settings import ServerSettings
 from tests.conftest import REPO_ROOT
 from tests.service_process import free_port
 

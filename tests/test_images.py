@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
-from model.request.images import decode_image, decode_near, limit_side, open_near, to_tensor
+from common.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
+from serving.images import decode_image, decode_near, limit_side, open_near, to_tensor
 from tests.image_server import make_cases
 
 
@@ -144,7 +144,7 @@ def _png_with_exif_after_its_pixels(image: Image.Image, orientation: int) -> byt
 
 def test_a_png_is_opened_without_decoding_its_pixels(cases):
     """Pillow's PNG getexif decodes the whole picture to find EXIF past the pixels; before the decode
-    budget is reserved (model.request.pipeline), opening must not, or the budget bounds nothing."""
+    budget is reserved (serving.pipeline), opening must not, or the budget bounds nothing."""
     image, size = open_near(cases["rgba.png"][0], 10**8, 640)
     assert image.tile, "the PNG was decoded on open"
     assert size is None

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from http_service.front.render import render_config
-from model.request.admission import Admission
-from model.config import ServerSettings, Settings
-from model.request.decode_budget import MIB, DecodeBudget
-from model.errors import ImageTooLarge, Overloaded
-from model.request.images import decode_cost, finish, open_near
+from serving.admission import Admission
+from common.settings import ServerSettings, Settings
+from serving.decode_budget import MIB, DecodeBudget
+from common.errors import ImageTooLarge, Overloaded
+from serving.images import decode_cost, finish, open_near
 from tests.image_server import many_page_tiff
 
 

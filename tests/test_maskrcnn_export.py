@@ -9,7 +9,7 @@ import torch
 import torchvision.models._api as weights_api
 
 from exporters import builder as export, maskrcnn
-from model.runtime.card import MODEL_FILE, ModelCard, sha256_of
+from model.card import MODEL_FILE, ModelCard, sha256_of
 from exporters.coco_names import COCO_80, TORCHVISION_CATEGORIES
 from model.coco import PLACEHOLDERS
 

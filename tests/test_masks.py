@@ -18,9 +18,9 @@ from pycocotools import mask as coco_mask
 
 from exporters import builder as export, maskrcnn
 from model.coco import PLACEHOLDERS
-from model.config import Settings
-from model.request.images import decode_near, limit_side, to_tensor
-from model.request.pipeline import Pipeline
+from common.settings import Settings
+from serving.images import decode_near, limit_side, to_tensor
+from serving import DetectionService, lifecycle
 
 MIN_SIZE, MAX_SIZE = 320, 512
 
@@ -35,10 +35,8 @@ def mask_model(tmp_path_factory):
     return out / "model", maskrcnn.set_input_size(eager, MIN_SIZE, MAX_SIZE).eval()
 
 
-def _pipeline(model_dir, max_side=None) -> Pipeline:
-    pipeline = Pipeline(Settings(model_dir=model_dir, torch_threads=2, max_side=max_side))
-    pipeline.load()
-    return pipeline
+def _service(model_dir, max_side=None) -> DetectionService:
+    return lifecycle.load_now(Settings(model_dir=model_dir, torch_threads=2, max_side=max_side))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +44,7 @@ def client(mask_model):
     from http_service.app import create_app
 
     # No pre-shrink: the eager reference sees the full-size image too.
-    return create_app(_pipeline(mask_model[0], max_side=10_000)).test_client()
+    return create_app(_service(mask_model[0], max_side=10_000)).test_client()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +91,7 @@ def test_without_masks_nothing_is_computed_or_sent(client, photo):
 def test_masks_of_a_shrunk_image_come_back_at_the_original_size(mask_model, photo):
     from http_service.app import create_app
 
-    small = create_app(_pipeline(mask_model[0], max_side=384)).test_client()
+    small = create_app(_service(mask_model[0], max_side=384)).test_client()
     expected = _expected(mask_model[1], photo, max_side=384)[:5]
     response = small.post("/v1/detect?threshold=0&masks=true&max_detections=5", data=photo,
                           content_type="image/jpeg")
@@ -121,7 +119,7 @@ def test_annotated_png_tints_the_masks(client, photo):
 
 def test_grpc_detect_sends_the_same_masks(mask_model, client, photo, tmp_path):
     from grpc_service.server import build_server
-    from model.config import FetchPolicy
+    from common.settings import FetchPolicy
     from tests.service_process import free_port
     from proto import detection_pb2, detection_pb2_grpc
     from tests.image_server import ImageServer
@@ -129,11 +127,10 @@ def test_grpc_detect_sends_the_same_masks(mask_model, client, photo, tmp_path):
     (tmp_path / "darknet_dog.jpg").write_bytes(photo)
     images = ImageServer(tmp_path)
     images.start()
-    pipeline = Pipeline(Settings(model_dir=mask_model[0], torch_threads=2, max_side=10_000,
-                                 fetch=FetchPolicy(allowlist=("127.0.0.1",))))
-    pipeline.load()
+    service = lifecycle.load_now(Settings(model_dir=mask_model[0], torch_threads=2, max_side=10_000,
+                                          fetch=FetchPolicy(allowlist=("127.0.0.1",))))
     port = free_port()
-    server = build_server(pipeline, health.HealthServicer(), f"127.0.0.1:{port}", 2)
+    server = build_server(service, health.HealthServicer(), f"127.0.0.1:{port}", 2)
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

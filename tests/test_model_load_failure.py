@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from model.runtime.card import MODEL_FILE
+from model.card import MODEL_FILE
 from tests.conftest import REPO_ROOT
 from tests.service_process import ServiceProcess
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import schemathesis
 
 from http_service.openapi import openapi_document
-from model.config import Settings
+from common.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from http_service.listeners import Holder, receive
-from model import procfs
-from model.config import ServerSettings
-from model.metrics_dir import forget_dead_processes, prepare_dir
+from common import procfs
+from common.settings import ServerSettings
+from common.metrics_dir import forget_dead_processes, prepare_dir
 from scripts.chaos import listening, service_processes
 from tests.conftest import REPO_ROOT
 from tests.service_process import ServiceProcess, free_port

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from model.runtime.card import ModelCard
+from model.card import ModelCard
 from exporters.coco_names import COCO_80, TORCHVISION_CATEGORIES
-from model.runtime.detector import Detection
-from model.errors import InvalidRequest
-from model.request.options import MAX_DETECTIONS, DetectOptions, known_classes
+from model.detector import Detection
+from common.errors import InvalidRequest
+from serving.options import MAX_DETECTIONS, DetectOptions, known_classes
 
 
 def _card(masks: bool, categories: list[str]) -> ModelCard:

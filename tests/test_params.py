@@ -8,8 +8,8 @@ import pytest
 from flask import Flask, request
 
 from http_service.params import ImageSource, image_request, options_from_fields
-from model.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
-from model.request.options import DetectOptions
+from common.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
+from serving.options import DetectOptions
 
 APP = Flask(__name__)
 

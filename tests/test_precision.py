@@ -15,14 +15,14 @@ import torch
 
 from exporters import builder, int8, maskrcnn, sample_photos
 from exporters.precision_check import check_bf16, photos_in
-from model.runtime.card import ModelCard, sha256_of
-from model.runtime.compiled_body import CompiledBody, load_runner
-from model.config import Settings, cgroup_cpu_limit, usable_cpus
-from model.runtime.cpu import cpu_flags
-from model.runtime.detector import Detector
-from model.request.images import photo_tensor
-from model.runtime import precision as numerics
-from model.runtime.precision import BF16, FP32, INT8, choose, fast_bf16, fast_int8
+from model.card import ModelCard, sha256_of
+from model.compiled_body import CompiledBody, load_runner
+from common.settings import Settings, cgroup_cpu_limit, usable_cpus
+from model.cpu import cpu_flags
+from model.detector import Detector
+from serving.images import photo_tensor
+from model import precision as numerics
+from model.precision import BF16, FP32, INT8, choose, fast_bf16, fast_int8
 from scripts.evaluate import score
 from tests.conftest import CACHE_DIR
 
@@ -275,8 +275,8 @@ def test_a_tampered_int8_package_is_refused_at_load(yolov5_dir, tmp_path):
 
 FAULTS_PER_FORWARD = """
 import resource, sys, torch
-from model.runtime.detector import Detector
-from model.runtime.memory import keep_activations_on_heap
+from model.detector import Detector
+from model.memory import keep_activations_on_heap
 assert keep_activations_on_heap()
 detector = Detector.load(sys.argv[1])
 detector.warm_up()
@@ -293,7 +293,7 @@ print(min(faults), faults)
 
 @needs_int8
 def test_forward_passes_keep_their_activation_memory(yolov5_dir):
-    """As a serving process sets the heap up (model.request.pipeline), a forward faults in next to no pages.
+    """As a serving process sets the heap up (serving.pipeline), a forward faults in next to no pages.
 
     Without it glibc maps each large activation afresh and unmaps it on free: 1,000-3,600 page
     faults per int8 forward, about 9 ms of it. Measured in a fresh process, as a serving process

@@ -1,6 +1,6 @@
 """The model repository's rules, on folders of sidecars and a loader that stands in for torch.
 
-What a version is, which one serves, what a failed or removed one does: model.runtime.repository's
+What a version is, which one serves, what a failed or removed one does: model.repository's
 logic, without spending a model load per case. tests/test_models.py runs the same rules in the
 real service, with real exports, under load.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from model.errors import ModelNotFound, ModelNotReady
-from model.metrics import MODEL_LOAD_FAILURES
-from model.runtime.repository import FAILED, READY, UNLOADED, ModelRepository, scan_repository, single_export
+from common.errors import ModelNotFound, ModelNotReady
+from common.metrics import MODEL_LOAD_FAILURES
+from model.repository import FAILED, READY, UNLOADED, ModelRepository, scan_repository, single_export
 
 
 class Loaded:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pycocotools import mask as coco_mask
 
-from model.request.rle import encode, run_lengths
+from serving.rle import encode, run_lengths
 
 
 def _reference(mask: np.ndarray) -> dict:

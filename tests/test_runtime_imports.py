@@ -35,7 +35,7 @@ def test_a_loaded_export_runs_torchvision_operators_without_the_package(yolov5_d
     photo = shared_dir / "eval" / "images" / "darknet_dog.jpg"
     probe = (
         "import sys; from pathlib import Path; "
-        "from model.runtime.detector import Detector; from model.request.images import photo_tensor; "
+        "from model.detector import Detector; from serving.images import photo_tensor; "
         f"d = Detector.load(Path({str(yolov5_dir)!r}), precision='fp32'); "
         f"print(sorted(x.label for x in d.detect(photo_tensor(Path({str(photo)!r}), 640)))); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))"

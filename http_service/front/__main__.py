@@ -1,7 +1,7 @@
 """``python -m http_service.front``: render nginx's configuration, then become nginx on the held port.
 
 supervisord runs this as the ``front`` program. The configuration is rendered
-from the same settings the other processes read (``model.config``), into the
+from the same settings the other processes read (``common.settings``), into the
 run directory, so nginx needs no root and writes nothing elsewhere. The public
 port itself belongs to the ``listeners`` program (:mod:`http_service.listeners`);
 nginx inherits it through its ``NGINX`` variable, the mechanism of its own
@@ -17,7 +17,7 @@ import sys
 from http_service.front.orphans import stop_orphaned_workers
 from http_service.front.render import render_config
 from http_service.listeners import exec_with_listener
-from model.config import ServerSettings, Settings
+from common.settings import ServerSettings, Settings
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from model import procfs
+from common import procfs
 
 log = logging.getLogger("http_service.front")
 

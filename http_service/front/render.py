@@ -8,7 +8,7 @@ from pathlib import Path
 from string import Template
 
 from http_service.limits import BATCH_BODY_BYTES, HEADER_LINE_BYTES, JSON_BODY_BYTES, upload_body_bytes
-from model.config import ServerSettings, Settings
+from common.settings import ServerSettings, Settings
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 # A request's headers must arrive whole within this, and its body must not pause longer.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
-from model.errors import CallerGone
+from common.errors import CallerGone
 
 T = TypeVar("T")
 # Answers whether the caller still waits for the result.

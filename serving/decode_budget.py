@@ -2,7 +2,7 @@
 
 A pixel cap alone does not bound memory: a 95 KB PNG can claim 49 MP of
 16-bit pixels, and a batch or a burst of such requests decodes several at
-once. Each decode reserves its estimated peak (:func:`model.request.images.decode_cost`)
+once. Each decode reserves its estimated peak (:func:`serving.images.decode_cost`)
 before it starts and gives it back when the picture has been shrunk to the
 model's size, so the process's decoding memory never exceeds the budget,
 whatever the number of requests or batch items.
@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from model.errors import ImageTooLarge, Overloaded
+from common.errors import ImageTooLarge, Overloaded
 
 MIB = 1024 * 1024
 

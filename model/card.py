@@ -36,7 +36,7 @@ class ModelCard:
     notes: dict[str, str] = field(default_factory=dict)
     # Who may use the weights and on what terms: an operator must know what they deploy.
     license: str = ""
-    # "bf16" where the export found bf16 gives fp32's answers (model.runtime.precision decides at load
+    # "bf16" where the export found bf16 gives fp32's answers (model.precision decides at load
     # time whether this CPU runs it). bf16_mode "convert": the part named by precision_module
     # (e.g. "body") is converted to bf16; "autocast": the whole module runs under CPU autocast.
     precision: str = "fp32"

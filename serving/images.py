@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
+from common.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _ORIENTATION = 0x0112
@@ -171,7 +171,7 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB image -> float tensor [3, H, W] in 0..1, the export's input contract.
 
     One conversion, in numpy: request threads run no torch operators, which
-    would each start an OpenMP team of their own (see model.runtime.inference_thread).
+    would each start an OpenMP team of their own (see model.inference_thread).
     The tensor is a channels-last view of the H x W x 3 array.
     """
     array = np.asarray(image, dtype=np.float32)

@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from model.errors import Overloaded
+from common.errors import Overloaded
 
 
 class Admission:

@@ -1,6 +1,6 @@
 """What this CPU is and which numerics its instructions make fast, from /proc/cpuinfo.
 
-Every speed decision (model.runtime.precision) and every reported figure (the
+Every speed decision (model.precision) and every reported figure (the
 benchmark scripts) names the CPU it was made on: the machines that run this
 service differ (an Intel Xeon with AMX, an AMD EPYC with AVX512-BF16 and VNNI,
 older CPUs with neither).

@@ -1,7 +1,7 @@
 """Prometheus metrics shared by the HTTP and gRPC processes (multiprocess mode).
 
 Every serving process writes its samples under its transport's directory (see
-:mod:`model.metrics_dir`); the HTTP ``/metrics`` endpoint merges both
+:mod:`common.metrics_dir`); the HTTP ``/metrics`` endpoint merges both
 directories, so one scrape sees every gunicorn worker and the gRPC server.
 gunicorn marks dead workers so their live gauges disappear.
 """
@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import multiprocess
 from prometheus_client.metrics_core import Metric
 
-from model.metrics_dir import TRANSPORTS, metrics_root
+from common.metrics_dir import TRANSPORTS, metrics_root
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -40,7 +40,7 @@ ERRORS = Counter(
 )
 MODEL_VERSIONS_LOADED = Gauge(
     "app_model_versions_loaded",
-    "Serving processes with this version of this model loaded and serving (model.runtime.repository).",
+    "Serving processes with this version of this model loaded and serving (model.repository).",
     ["model", "version"], multiprocess_mode="livesum",
 )
 MODEL_LOAD_FAILURES = Counter(

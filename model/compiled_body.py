@@ -7,7 +7,7 @@ input size) runs in the smallest shape that holds it: padded at the bottom and
 right with the letterbox's own grey, and the maps cropped back to the image's
 cells, so the decode sees exactly the cells it would have seen unpadded. The
 packages are native code for the CPU features the export recorded
-(``requires_flags``); model.runtime.precision loads them only on a CPU that has them.
+(``requires_flags``); model.precision loads them only on a CPU that has them.
 
 The TorchScript export stays what the detector is: it letterboxes before the
 body and decodes after it (``letterbox`` and ``finish``), in
@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from model.runtime.card import sha256_of
+from model.card import sha256_of
 
 Maps = list[torch.Tensor]
 

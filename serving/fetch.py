@@ -35,8 +35,8 @@ import urllib3.connection
 from urllib3.exceptions import HTTPError, LocationParseError, NewConnectionError, ProtocolError
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError, SSLError
 
-from model.config import FetchPolicy
-from model.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamRejected, UpstreamTimeout
+from common.settings import FetchPolicy
+from common.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, UpstreamError, UpstreamRejected, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 

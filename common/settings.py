@@ -93,7 +93,7 @@ def default_torch_threads(cpu_count: int) -> int:
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """Limits on fetching a caller's URL; see model.request.fetch for why each exists."""
+    """Limits on fetching a caller's URL; see serving.fetch for why each exists."""
 
     connect_timeout: float = 3.0
     read_timeout: float = 5.0
@@ -162,7 +162,7 @@ class Settings:
     # One export (DETECTOR_MODEL_DIR) served as a one-model repository, or else the repository.
     model_dir: Path | None = None
     model_repository: Path = DEFAULT_MODEL_REPOSITORY
-    # The model behind /predict, Predict and /v1/vision/detection (None: model.runtime.repository picks).
+    # The model behind /predict, Predict and /v1/vision/detection (None: model.repository picks).
     default_model: str | None = None
     # Only these models of the repository are loaded (None: all).
     models: tuple[str, ...] | None = None
@@ -175,13 +175,13 @@ class Settings:
     max_batch: int = 16
     # Predictions one process holds at once (fetching, decoding or at the model); more are refused.
     max_in_flight: int = 16
-    # Bytes (MiB) that decoding may hold at once in one process (model.request.decode_budget).
+    # Bytes (MiB) that decoding may hold at once in one process (serving.decode_budget).
     decode_memory_mb: int = 1024
     # When set, /v1/vision/detection (the DeepStack API) requires this api_key form field.
     deepstack_api_key: str = ""
     # The DeepStack routes answer at most this many predictions, highest scores first.
     deepstack_max_predictions: int = DEEPSTACK_MAX_PREDICTIONS
-    # auto (the fastest the export verified that this CPU runs fast), fp32, bf16 or int8: model.runtime.precision.
+    # auto (the fastest the export verified that this CPU runs fast), fp32, bf16 or int8: model.precision.
     precision: str = "auto"
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
 

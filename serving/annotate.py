@@ -1,6 +1,6 @@
 """Draw a prediction onto its image: tinted masks, boxes, and "label score" tags.
 
-Drawn on the upright original, shrunk to at most ``model.request.images.PREVIEW_MAX_SIDE`` so an annotated
+Drawn on the upright original, shrunk to at most ``serving.images.PREVIEW_MAX_SIDE`` so an annotated
 PNG stays a few megabytes however large the original was.
 """
 
@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from model.request.pipeline import Prediction
+from serving.pipeline import Prediction
 
 
 _PALETTE = (

@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from model.runtime.card import CARD_FILE
-from model.runtime.detector import Detector
-from model.errors import ModelNotFound, ModelNotReady
-from model.runtime.inference_thread import InferenceThread
-from model.metrics import MODEL_LOAD_FAILURES, MODEL_VERSIONS_LOADED
+from model.card import CARD_FILE
+from model.detector import Detector
+from common.errors import ModelNotFound, ModelNotReady
+from model.inference_thread import InferenceThread
+from common.metrics import MODEL_LOAD_FAILURES, MODEL_VERSIONS_LOADED
 
 log = logging.getLogger(__name__)
 

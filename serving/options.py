@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from model.runtime.card import ModelCard
+from model.card import ModelCard
 from model.coco import PLACEHOLDERS
-from model.errors import InvalidRequest
+from common.errors import InvalidRequest
 
 MAX_DETECTIONS = 100
 
@@ -26,7 +26,7 @@ def known_classes(card: ModelCard) -> list[str]:
 
 @dataclass(frozen=True)
 class DetectOptions:
-    # The repository's model to run (model.runtime.repository); None: the default model.
+    # The repository's model to run (model.repository); None: the default model.
     model: str | None = None
     threshold: float | None = None
     classes: tuple[str, ...] | None = None

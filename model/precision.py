@@ -1,7 +1,7 @@
 """Which numerics the served model runs in: int8, bf16 or fp32, chosen per CPU.
 
 * **int8** (YOLOv5s): the export quantized the convolutional body and compiled
-  it ahead of time (model.runtime.compiled_body), keeping it only where its answers
+  it ahead of time (model.compiled_body), keeping it only where its answers
   matched fp32's. oneDNN runs int8 convolutions fast on AVX512-VNNI, AVX-VNNI or
   AMX-INT8; without one of them it would be slower than bf16. The packages
   are native code, so the CPU must also have every flag they were compiled
@@ -31,9 +31,9 @@ from typing import Callable, ContextManager
 
 import torch
 
-from model.runtime.card import ModelCard
-from model.config import PRECISIONS
-from model.runtime.cpu import FAST_BF16_FLAGS, FAST_INT8_FLAGS
+from model.card import ModelCard
+from common.settings import PRECISIONS
+from model.cpu import FAST_BF16_FLAGS, FAST_INT8_FLAGS
 
 FP32 = "fp32"
 BF16 = "bf16"
@@ -114,7 +114,7 @@ def apply(
 
     ``convert``: the part at the dotted path ``precision_module`` becomes bf16 and channels-last, and
     the wrapper casts its input to match. ``autocast``: all 4-D weights become channels-last, and
-    the returned context is CPU autocast to bf16. ``int8``: the compiled body (model.runtime.compiled_body)
+    the returned context is CPU autocast to bf16. ``int8``: the compiled body (model.compiled_body)
     replaces that part, whose fp32 weights are dropped (29 MB for YOLOv5s, in every serving
     process); the module's own forward cannot run after that, only ``letterbox`` and ``finish``.
     """

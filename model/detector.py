@@ -19,13 +19,13 @@ from typing import Callable, ContextManager
 
 import torch
 
-from model.runtime import precision as numerics
-from model.runtime.card import MODEL_FILE, ModelCard, sha256_of
+from model import precision as numerics
+from model.card import MODEL_FILE, ModelCard, sha256_of
 from model.coco import PLACEHOLDERS
-from model.runtime.compiled_body import CompiledBody, split_forward
-from model.runtime.cpu import cpu_flags
-from model.runtime.inference_thread import Alive, InferenceThread
-from model.runtime.vision_ops import load_vision_ops
+from model.compiled_body import CompiledBody, split_forward
+from model.cpu import cpu_flags
+from model.inference_thread import Alive, InferenceThread
+from model.vision_ops import load_vision_ops
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Detector:
         self._module = module
         self._body = body
         self.card = card
-        # What the repository serves it as (model.runtime.repository): its folder's name and version.
+        # What the repository serves it as (model.repository): its folder's name and version.
         self.name = card.name
         self.version: int | None = None
         self.score_threshold = card.score_threshold if score_threshold is None else score_threshold
@@ -71,8 +71,8 @@ class Detector:
         """Load and verify an export, then put it in the numerics chosen for this CPU.
 
         A checksum mismatch means a half-written or swapped file. ``precision``
-        is DETECTOR_PRECISION (see model.runtime.precision). ``thread`` is the process's model
-        thread, shared by every model it serves (model.runtime.repository); loading runs on the
+        is DETECTOR_PRECISION (see model.precision). ``thread`` is the process's model
+        thread, shared by every model it serves (model.repository); loading runs on the
         caller's thread, so a model being loaded holds up no request to another one.
         """
         return cls._load(Path(directory), score_threshold, precision, thread or InferenceThread())

@@ -3,7 +3,7 @@
 prometheus_client decides at import time whether it runs in multiprocess
 mode, so this module (which does not import it) must run first in every
 serving process: gunicorn's config file and the gRPC entry point call
-:func:`prepare_dir` before anything imports :mod:`model.metrics`.
+:func:`prepare_dir` before anything imports :mod:`common.metrics`.
 
 Each transport gets its own directory under ``<DETECTOR_RUN_DIR>/metrics``.
 The files are wiped once per supervisord, by the first process it starts: files
@@ -21,8 +21,8 @@ import re
 import shutil
 from pathlib import Path
 
-from model import procfs
-from model.config import ServerSettings
+from common import procfs
+from common.settings import ServerSettings
 
 TRANSPORTS = ("http", "grpc")
 _LIVE_GAUGE = re.compile(r"gauge_live\w*?_(\d+)\.db")

@@ -1,0 +1,68 @@
+"""The request path of one serving process: image bytes (fetched or uploaded) to detections.
+
+Fetching and decoding run outside the model thread, so a slow image server ties up only its
+own request thread, never the model. The detector arrives resolved (:mod:`serving.service`
+looks the model name up once per request).
+"""
+
+from __future__ import annotations
+
+import time
+
+from common.settings import Settings
+from model.card import ModelCard
+from model.detector import Detector
+from model.inference_thread import Alive
+from model.memory import release_freed_memory
+from serving.decode_budget import MIB, DecodeBudget
+from serving.fetch import Fetcher
+from serving.images import PREVIEW_MAX_SIDE, decode_cost, finish, limit_side, open_near, stored_size, to_tensor
+from serving.options import DetectOptions
+from serving.prediction import Prediction
+
+
+def max_side_for(settings: Settings, card: ModelCard) -> int:
+    """The longest side an image is shrunk to before the model: DETECTOR_MAX_SIDE, else the export's own."""
+    return settings.max_side if settings.max_side is not None else card.max_side
+
+
+class Pipeline:
+    """Fetch, decode within the process's decode budget, and run a resolved detector."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.fetcher = Fetcher(settings.fetch)
+        self.decode_budget = DecodeBudget(settings.decode_memory_mb * MIB)
+
+    def fetch(self, url: str, timeout: float | None) -> tuple[bytes, dict[str, float]]:
+        """The image at ``url`` (SSRF-guarded, capped) and the seconds it took, as a stage timing."""
+        started = time.perf_counter()
+        data = self.fetcher.fetch(url, timeout).data
+        return data, {"fetch": time.perf_counter() - started}
+
+    def predict(
+        self,
+        detector: Detector,
+        data: bytes,
+        options: DetectOptions,
+        timings: dict[str, float],
+        alive: Alive | None,
+    ) -> Prediction:
+        """Decode ``data`` and detect; ``alive`` is asked before the model runs (model.inference_thread)."""
+        started = time.perf_counter()
+        max_side = max_side_for(self.settings, detector.card)
+        opened, planned_size = open_near(data, self.settings.max_image_pixels, max_side)
+        cost = decode_cost(opened)
+        with self.decode_budget.reserve(cost, self.settings.fetch.deadline):
+            upright = finish(opened)
+            original_size = stored_size(planned_size, upright)
+            image = limit_side(upright, max_side)
+            preview = limit_side(upright, PREVIEW_MAX_SIDE)
+            del opened, upright
+            release_freed_memory(cost)
+        tensor = to_tensor(image)
+        decoded_at = time.perf_counter()
+        detections = options.select(detector.detect(tensor, options.threshold, options.masks, alive))
+        done = time.perf_counter()
+        timings = {**timings, "decode": decoded_at - started, "inference": done - decoded_at}
+        return Prediction(detections, image, preview, original_size, detector, timings)

@@ -1,0 +1,200 @@
+"""The one facade every transport calls: an image (URL or bytes) in, a :class:`Prediction` out.
+
+HTTP, DeepStack and gRPC translate their wire formats into these calls and the answers back;
+they reach nothing behind this class. Each call resolves its model name once, takes one of the
+process's admission slots (a batch takes one for all its items), counts its latency, stages and
+errors, and raises only :class:`DetectorError`, never a raw exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import Callable
+from urllib.parse import urlsplit
+
+from common.errors import CallerGone, DetectorError, ModelNotReady
+from common.metrics import ERRORS, IN_FLIGHT, REQUEST_SECONDS, STAGE_SECONDS
+from common.settings import Settings
+from model.detector import Detector
+from model.inference_thread import Alive
+from model.repository import ModelRepository, ModelStatus
+from serving.admission import Admission
+from serving.options import DetectOptions
+from serving.pipeline import Pipeline
+from serving.prediction import Prediction
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPTIONS = DetectOptions()
+# A batch's URLs are fetched this many at a time; the model still runs one image at a time.
+BATCH_FETCH_THREADS = 4
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "-"
+    except ValueError:
+        return "-"
+
+
+def record_error(transport: str, error: DetectorError) -> None:
+    """Count and log a failed request once, naming only the URL's host (URLs may carry secrets).
+
+    Called by each transport's one error mapping (a Flask error handler, the gRPC handler
+    wrapper), so no route can forget it.
+    """
+    ERRORS.labels(transport, error.model, error.code).inc()
+    log.warning("request failed transport=%s model=%s host=%s code=%s: %s",
+                transport, error.model, error.host, error.code, error.message)
+
+
+class DetectionService:
+    """The request core of one serving process, over its model repository.
+
+    Built and loaded by :mod:`serving.lifecycle`; ``loaded`` is set once loading has ended
+    (warm, or failed with ``load_error``).
+    """
+
+    def __init__(self, settings: Settings, repository: ModelRepository):
+        self.settings = settings
+        self._repository = repository
+        self._pipeline = Pipeline(settings)
+        self._admission = Admission(settings.max_in_flight)
+        self.load_error: str | None = None
+        self.loaded = threading.Event()
+
+    # -- the models ----------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """The default model serves: what /predict and readiness need."""
+        return self._repository.ready
+
+    @property
+    def not_ready_reason(self) -> str:
+        """What a caller may know: the detail (paths, checksums) stays in the log."""
+        if self.load_error:
+            return "the model failed to load; the operator will find why in the service log"
+        return "the model is still loading; retry shortly"
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until loading has ended (warm, or failed); True if it ended within ``timeout``."""
+        return self.loaded.wait(timeout)
+
+    def model(self, name: str | None = None) -> Detector:
+        """The warm detector serving ``name`` (None: the default); ModelNotReady or ModelNotFound."""
+        if self.load_error and not self._repository.ready:
+            raise ModelNotReady(self.not_ready_reason)
+        try:
+            return self._repository.get(name)
+        except DetectorError as error:
+            error.model = self._repository.label(name)
+            raise
+
+    def models(self) -> list[ModelStatus]:
+        """Every model of the repository, its versions and what serves (GET /v1/models, ListModels)."""
+        return self._repository.status()
+
+    def model_names(self) -> list[str]:
+        return self._repository.names()
+
+    # -- predictions ---------------------------------------------------------------------------
+
+    def predict_url(
+        self,
+        transport: str,
+        url: str,
+        options: DetectOptions = DEFAULT_OPTIONS,
+        timeout: float | None = None,
+        alive: Alive | None = None,
+    ) -> Prediction:
+        """Options are checked before fetching, so a bad request never costs a download.
+
+        ``timeout``: the caller's remaining seconds (gRPC's deadline), bounding the fetch;
+        ``alive`` says whether the caller still waits: the model is not run for one who left.
+        """
+        return self._serve(transport, url, options, lambda detector: self._from_url(detector, url, options, timeout, alive))
+
+    def predict_bytes(
+        self, transport: str, data: bytes, options: DetectOptions = DEFAULT_OPTIONS, alive: Alive | None = None
+    ) -> Prediction:
+        return self._serve(transport, "upload", options,
+                           lambda detector: self._pipeline.predict(detector, data, options, {}, alive))
+
+    def batch(
+        self, transport: str, urls: list[str], options: DetectOptions, alive: Alive
+    ) -> list[Prediction | DetectorError]:
+        """Each URL's prediction, or the error it met (already counted); one admission slot for all.
+
+        The options and the model are checked once for the whole batch; items stop being
+        fetched once the caller has gone.
+        """
+        detector = self.model(options.model)
+        options.checked(detector.card)
+
+        def one(url: str) -> Prediction | DetectorError:
+            try:
+                if not alive():
+                    raise CallerGone("the caller went away before this item was fetched")
+                return self._serve(transport, url, options,
+                                   lambda _: self._from_url(detector, url, options, None, alive),
+                                   detector=detector, admit=False)
+            except DetectorError as error:
+                record_error(transport, error)
+                return error
+
+        with self._admission.slot(), ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(urls))) as pool:
+            return list(pool.map(one, urls))
+
+    def _from_url(
+        self, detector: Detector, url: str, options: DetectOptions, timeout: float | None, alive: Alive | None
+    ) -> Prediction:
+        data, timings = self._pipeline.fetch(url, timeout)
+        return self._pipeline.predict(detector, data, options, timings, alive)
+
+    def _serve(
+        self,
+        transport: str,
+        source: str,
+        options: DetectOptions,
+        work: Callable[[Detector], Prediction],
+        detector: Detector | None = None,
+        admit: bool = True,
+    ) -> Prediction:
+        """Run ``work`` on the resolved model with its metrics; raises only :class:`DetectorError`.
+
+        ``source`` is the image URL (logged by host only) or "upload".
+        """
+        started = time.perf_counter()
+        label = "-"
+        in_flight = IN_FLIGHT.labels(transport)
+        try:
+            if detector is None:
+                detector = self.model(options.model)
+                options.checked(detector.card)
+            label = detector.name
+            with self._admission.slot() if admit else nullcontext():
+                in_flight.inc()
+                try:
+                    prediction = work(detector)
+                finally:
+                    in_flight.dec()
+        except DetectorError as error:
+            # A model that could not be resolved is labelled as model() named it ("-" if unknown).
+            label = error.model if label == "-" else label
+            error.host, error.model = _host_of(source), label
+            raise
+        except Exception:
+            log.exception("predict crashed transport=%s model=%s host=%s", transport, label, _host_of(source))
+            error = DetectorError("internal error while processing the image")
+            error.host, error.model = _host_of(source), label
+            raise error from None
+        finally:
+            REQUEST_SECONDS.labels(transport, label).observe(time.perf_counter() - started)
+        for stage, seconds in prediction.timings.items():
+            STAGE_SECONDS.labels(transport, label, stage).observe(seconds)
+        return prediction
