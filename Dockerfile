@@ -43,7 +43,9 @@ RUN if ls /tmp/wheelhouse/*.whl >/dev/null 2>&1; then \
 
 WORKDIR /app
 COPY proto/ proto/
+COPY common/ common/
 COPY model/ model/
+COPY serving/ serving/
 COPY exporters/ exporters/
 COPY http_service/ http_service/
 COPY grpc_service/ grpc_service/

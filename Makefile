@@ -21,7 +21,7 @@ SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
 
-.PHONY: help setup proto model model-version browser nginx tools run photos status logs reload stop test docker-test bench evaluate hostile chaos clean
+.PHONY: help setup proto model model-version browser nginx tools run photos status logs reload stop test test-unit docker-test bench evaluate hostile chaos clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
@@ -34,6 +34,7 @@ help:
 	@echo "make reload    new code or model without a failed request: HTTP workers, then each gRPC server in turn"
 	@echo "make stop      stop a running 'make run' from another terminal (or Ctrl-C it); returns once all stopped"
 	@echo "make test      the whole test suite; installs what its tests need (chromium, nginx, promtool, ...) first"
+	@echo "make test-unit the unit layer alone (no model export, no service process; under a minute)"
 	@echo "make docker-test  build the Docker image (own dockerd, debootstrap base, host wheels) and test the container"
 	@echo "make evaluate  accuracy of the running service over ../shared/eval, HTTP and gRPC"
 	@echo "make bench     latency and throughput of the running service"
@@ -84,13 +85,13 @@ model-version: | $(STAMP)
 
 # supervisord stays in the foreground with every program's log (also in $(RUN_DIR)/service.log,
 # for `make logs`); a line says when all is ready. Ctrl-C (or a signal to make's process group)
-# stops every program before make returns (scripts/run_service.py).
+# stops every program before make returns (launcher/__main__.py).
 run: setup model nginx
 	mkdir -p $(RUN_DIR)
 	@echo "== starting supervisord (listeners, front: nginx, http: gunicorn, grpc and grpc2); the two CRIT lines below are expected (README)"
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" \
 		DETECTOR_MODEL_REPOSITORY="$(MODEL_REPOSITORY)" DETECTOR_DEFAULT_MODEL="$(DEFAULT_MODEL)"; \
-		exec $(PY) -m scripts.run_service supervisord.conf
+		exec $(PY) -m launcher supervisord.conf
 
 # Photos to try the service on, served on 127.0.0.1:8000 (PHOTOS=folder for others). The
 # service fetches them only if allowed: DETECTOR_URL_ALLOWLIST=127.0.0.1 make run.
@@ -152,6 +153,10 @@ tools: nginx
 
 test: setup tools browser
 	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest $(PYTEST_ARGS)
+
+# The layers are folders of tests/ (tests/conftest.py): unit, model, service, deploy.
+test-unit: setup nginx
+	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 evaluate: setup
 	$(PY) -m scripts.evaluate --url http://127.0.0.1:8080 --grpc 127.0.0.1:9090 \

@@ -57,7 +57,7 @@ SHAPES = ((640, 640), (480, 640), (640, 480), (384, 640), (640, 384))
 # boxes), so an answer must keep its label, its box edges within 4 px plus 5% of the box's longer
 # side (30 px on that motorcycle, 7 px on a 60 px ball), and stay an answer: its partner must
 # score at least the threshold less 0.1. An answer within 0.1 of the threshold may fall on the
-# other side. The acceptance score on the public labels must not drop (tests/test_precision.py).
+# other side. The acceptance score on the public labels must not drop (tests/model/test_precision.py).
 BOX_PX = 4.0
 BOX_REL = 0.05
 SCORE_TOL = 0.1

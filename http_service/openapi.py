@@ -3,7 +3,7 @@
 The request schemas and parameters come from the models that validate requests
 (:mod:`http_service.request_fields`), so the document allows exactly what the service
 accepts; the limits it states (batch size, image bytes) are the running service's settings.
-Responses are described here. ``tests/test_openapi.py`` runs schemathesis against it and the
+Responses are described here. ``tests/service/test_openapi.py`` runs schemathesis against it and the
 live service, every check included, so it cannot drift from the real answers unnoticed.
 """
 

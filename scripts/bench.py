@@ -27,9 +27,7 @@ torchvision can download them, otherwise random init (the same computation).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import tempfile
 import os
 import platform
 import resource
@@ -39,21 +37,12 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from common import procfs
-from scripts.evaluate import Predict, grpc_predictor, http_predictor, serve_folder
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
+from harness.image_server import serve_folder
+from harness.predictors import IMAGE_SUFFIXES, Predict, grpc_predictor, http_predictor, percentile
+from harness.service_process import served
 
 def summarise(latencies: list[float], errors: int, wall: float) -> dict[str, float]:
     return {
@@ -208,20 +197,6 @@ def main(argv: list[str] | None = None) -> int:
             args.http, args.grpc, args.run_dir = service.http_url, service.grpc_target, service.run_dir
             return measure(args, parser)
     return measure(args, parser)
-
-
-@contextlib.contextmanager
-def served(model_dir: Path, env: dict[str, str]) -> Iterator:
-    """The real service on free 127.0.0.1 ports, as the integration tests start it."""
-    from tests.service_process import ServiceProcess
-
-    with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
-        service = ServiceProcess(Path(__file__).resolve().parent.parent, model_dir.resolve(), Path(run_dir), env)
-        service.start()
-        try:
-            yield service
-        finally:
-            service.stop()
 
 
 def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

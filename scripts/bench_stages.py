@@ -40,8 +40,9 @@ from model.detector import Detector
 from serving.images import PREVIEW_MAX_SIDE, finish, limit_side, open_near, to_tensor
 from model.memory import keep_activations_on_heap
 from model.precision import BF16
-from scripts.bench import IMAGE_SUFFIXES, served
-from scripts.evaluate import grpc_predictor, http_predictor, serve_folder
+from harness.image_server import serve_folder
+from harness.predictors import IMAGE_SUFFIXES, grpc_predictor, http_predictor
+from harness.service_process import served
 
 
 def timed(stages: dict[str, list[float]], name: str, work: Callable[[], object]) -> object:

@@ -14,83 +14,13 @@ server on 127.0.0.1 started here (the service needs ``127.0.0.1`` in
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-import threading
-import urllib.request
-from collections import Counter
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
-from contextlib import contextmanager
 
-
-Predict = Callable[[str], list[str]]
-
-
-def score(expected: list[str], predicted: list[str]) -> float:
-    if not expected and not predicted:
-        return 1.0
-    matches = sum((Counter(expected) & Counter(predicted)).values())
-    return 2 * matches / (len(expected) + len(predicted))
-
-
-@contextmanager
-def serve_folder(folder: Path) -> Iterator[str]:
-    """Serve ``folder`` on 127.0.0.1 (a free port) for the duration; yields the base URL."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def http_predictor(base_url: str) -> Predict:
-    def predict(image_url: str) -> list[str]:
-        request = urllib.request.Request(
-            f"{base_url.rstrip('/')}/predict", data=json.dumps({"url": image_url}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.loads(response.read())["objects"]
-
-    return predict
-
-
-def grpc_predictor(target: str) -> Predict:
-    import grpc
-
-    from proto import inference_pb2, inference_pb2_grpc
-
-    channel = grpc.insecure_channel(target)
-    stub = inference_pb2_grpc.InstanceDetectorStub(channel)
-
-    def predict(image_url: str) -> list[str]:
-        return list(stub.Predict(inference_pb2.InstanceDetectorInput(url=image_url), timeout=120).objects)
-
-    return predict
-
-
-def evaluate(predict: Predict, base_url: str, labels: dict[str, list[str]]) -> dict[str, dict]:
-    """Per-image expected, predicted and score, in the labels' order."""
-    results = {}
-    for name, expected in labels.items():
-        predicted = predict(f"{base_url}/{name}")
-        results[name] = {"expected": expected, "predicted": predicted, "score": score(expected, predicted)}
-    return results
-
-
-def mean_score(results: dict[str, dict]) -> float:
-    return sum(r["score"] for r in results.values()) / len(results)
+from harness.image_server import serve_folder
+from harness.predictors import evaluate, grpc_predictor, http_predictor, mean_score
+from harness.service_process import served
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,8 +36,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="a setting for --serve, e.g. DETECTOR_PRECISION=int8")
     args = parser.parse_args(argv)
     if args.serve:
-        from scripts.bench import served
-
         settings = {"DETECTOR_URL_ALLOWLIST": "127.0.0.1", **dict(item.split("=", 1) for item in args.env)}
         with served(args.serve, settings) as service:
             args.url, args.grpc = service.http_url, service.grpc_target

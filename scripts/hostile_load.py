@@ -32,9 +32,9 @@ from pathlib import Path
 import grpc
 import requests
 
-from tests.image_server import ImageServer, many_page_tiff
-from tests.service_process import ServiceProcess, peak_rss_mib
-from tests.slow_clients import dripping_connections
+from harness.image_server import ImageServer, many_page_tiff
+from harness.service_process import ServiceProcess, peak_rss_mib
+from harness.slow_clients import dripping_connections
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

