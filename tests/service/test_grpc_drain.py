@@ -86,5 +86,5 @@ def test_the_connection_age_is_bounded_so_the_stop_fits_supervisords_wait():
     assert ServerSettings.from_env({}).grpc_max_connection_age == 3.0
     assert ServerSettings.from_env({"DETECTOR_GRPC_MAX_CONNECTION_AGE_SECONDS": "0.5"}).grpc_max_connection_age == 0.5
     for bad in ("0", "9", "3600"):
-        with pytest.raises(ValueError, match="0.1 to 8 seconds"):
+        with pytest.raises(ValueError, match="DETECTOR_GRPC_MAX_CONNECTION_AGE_SECONDS must be a number from 0.1 to 8 s"):
             ServerSettings.from_env({"DETECTOR_GRPC_MAX_CONNECTION_AGE_SECONDS": bad})
