@@ -156,7 +156,7 @@ def default_torch_threads(cpu_count: int) -> int:
 
     Splitting the cores between the three model processes (1 thread each on
     2 cores) left cores idle whenever fewer processes than cores were busy,
-    and measured no faster when all were (docs/performance.md, "Threads").
+    and measured no faster when all were (docs/performance-log.md, 2026-11-24, "Threads").
     """
     return max(1, cpu_count)
 

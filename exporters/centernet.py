@@ -21,7 +21,7 @@ from exporters.tfjs_torch import GraphBody
 INPUT_SIZE = 512
 # Images are shrunk (antialiased, by Pillow) to this longest side before the
 # graph's own non-antialiased bilinear resize to 512: measured best on
-# ../shared/eval (docs/performance.md, "Input size").
+# ../shared/eval (docs/accuracy.md, "input size").
 PRESHRINK_SIDE = 640
 INPUT_NODE = "tower_0/images"
 KEYPOINTS_NODE = "tower_0/keypoints"

@@ -33,7 +33,7 @@ WHEELS = (
 # Photographs of scenes, none of them in the evaluation set: a street with a bus and people, two men
 # in suits, a rocket on its pad, a man with a camera. Activation ranges should come from the kind of
 # photo the service sees; scikit-image's textures (coins, brick, gravel, a star field) moved int8's
-# answers further from fp32's on every measure (docs/performance.md).
+# answers further from fp32's on every measure (docs/performance-log.md, 2026-11-30).
 CALIBRATION = (
     ("ultralytics", "8.4.190", ("ultralytics/assets/bus.jpg", "ultralytics/assets/zidane.jpg")),
     ("scikit-image", "0.26.0", ("skimage/data/rocket.jpg", "skimage/data/camera.png")),

@@ -33,7 +33,7 @@ gunicorn_errors.install()
 bind = f"unix:{SERVER.http_socket}"
 # One worker by default: each worker holds a model and an OpenMP team as wide as the machine;
 # two teams on two cores starve each other (HTTP at c=4: 15 req/s with 2 workers, 22 with 1;
-# docs/performance.md, "Processes"). Raise it on machines with cores to spare for a second team.
+# docs/performance-log.md, 2026-11-24, "Processes"). Raise it on machines with cores to spare for a second team.
 workers = SERVER.http_workers
 # Threads let a worker keep fetching and decoding images for queued requests while one
 # request's inference runs on the model thread. Predictions may hold at most

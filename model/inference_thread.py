@@ -4,7 +4,7 @@ libgomp gives every thread that opens a parallel region a team of its own.
 When HTTP request threads took turns at the model (each under a lock), a
 process soon held more OpenMP threads than cores, and libgomp then stops
 spinning between parallel regions: YOLOv5s's bf16 body took 45 ms instead of
-25 ms, with the two cores half idle (docs/performance.md, "One model thread").
+25 ms, with the two cores half idle (docs/performance-log.md, 2026-11-24, "One model thread").
 Loading, conversion, warm-up and every forward pass therefore run here;
 request threads hand over work and wait. Work runs one item at a time in
 arrival order, which is also what serialises inference. A request whose

@@ -1,4 +1,5 @@
-"""The README as a newcomer meets it: tables that render, and its curl examples run against the real service."""
+"""The README and docs as a newcomer meets them: tables that render, links that resolve, and the curl,
+grpcurl and detect examples of the README and docs/api.md run against the real service."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+README = REPO_ROOT / "README.md"
+# Where the runnable examples are: the README's first of each transport, docs/api.md's every route.
+WITH_EXAMPLES = (README, REPO_ROOT / "docs" / "api.md")
+DOCUMENTS = (README, *sorted((REPO_ROOT / "docs").glob("*.md")))
 
 
 def _blocks(language: str) -> list[list[str]]:
     blocks, current = [], None
-    for line in README.read_text().splitlines():
+    for line in (line for document in WITH_EXAMPLES for line in document.read_text().splitlines()):
         if current is None and line.strip() == f"```{language}":
             current = []
         elif current is not None and line.strip() == "```":
@@ -28,11 +33,12 @@ def _blocks(language: str) -> list[list[str]]:
     return blocks
 
 
-def test_every_table_row_has_its_headers_cell_count():
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(REPO_ROOT)))
+def test_every_table_row_has_its_headers_cell_count(document: Path):
     """A row with another count, or a paragraph inside a table, breaks the rendered table."""
     in_fence = False
     header = None
-    for number, line in enumerate(README.read_text().splitlines(), 1):
+    for number, line in enumerate(document.read_text().splitlines(), 1):
         if line.startswith("```"):
             in_fence = not in_fence
         if in_fence:
@@ -43,8 +49,41 @@ def test_every_table_row_has_its_headers_cell_count():
         elif header is None:
             header = cells
         else:
-            assert cells == header, f"README.md:{number}: {cells} cells under a {header}-column header"
+            assert cells == header, f"{document.name}:{number}: {cells} cells under a {header}-column header"
     assert not in_fence, "an unclosed code fence"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(REPO_ROOT)))
+def test_every_relative_link_resolves(document: Path):
+    """A moved section leaves no dangling link: each relative link names a file, and its #anchor a heading."""
+    for target in re.findall(r"\]\(([^)#:]*)(#[^)]*)?\)", document.read_text()):
+        path, anchor = target
+        linked = (document.parent / path).resolve() if path else document
+        assert linked.exists(), f"{document.name} links to {path}, which does not exist"
+        if anchor and linked.suffix == ".md":
+            assert anchor[1:] in _anchors(linked), f"{document.name} links to {path}{anchor}: no such heading"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(document: Path) -> set[str]:
+    """The anchors of a document's headings (outside code blocks, where "#" starts a comment)."""
+    anchors, in_fence = set(), False
+    for line in document.read_text().splitlines():
+        in_fence = not in_fence if line.startswith("```") else in_fence
+        if not in_fence and line.startswith("#"):
+            anchors.add(_anchor(line.lstrip("#")))
+    return anchors
+
+
+def test_the_readme_stays_short_with_a_table_of_contents():
+    text = README.read_text()
+    assert len(text.encode()) <= 12 * 1024
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings and all(f"](#{_anchor(heading)})" in text for heading in headings)
 
 
 def _shell_examples() -> list[tuple[str, str | None]]:
