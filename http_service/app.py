@@ -22,7 +22,8 @@ from http_service.errors import edge_blueprint, register_error_handlers
 from http_service.openapi import openapi_document
 from http_service.limits import JSON_BODY_BYTES, largest_body_bytes
 from http_service.params import predict_url
-from http_service.responses import error_response
+from http_service.response_models import PredictResponse, Status
+from http_service.responses import error_response, json_answer
 from common.logs import configure_logging
 from common.metrics import HTTP_INFERENCE_COUNT, render
 from common.settings import Settings
@@ -41,7 +42,7 @@ def create_app(service: DetectionService) -> Flask:
     def predict() -> Any:
         HTTP_INFERENCE_COUNT.inc()
         prediction = service.predict_url("http", predict_url(request), alive=caller_alive())
-        return jsonify({"objects": prediction.labels})
+        return json_answer(PredictResponse(objects=prediction.labels))
 
     app.register_blueprint(detect_blueprint(service))
     app.register_blueprint(deepstack_blueprint(service))
@@ -63,13 +64,13 @@ def create_app(service: DetectionService) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Any:
-        return jsonify({"status": "ok"})
+        return json_answer(Status(status="ok"))
 
     @app.get("/readyz")
     def readyz() -> Any:
         # A probe's answer, not a failed request: not counted as an error.
         if service.ready:
-            return jsonify({"status": "ready"})
+            return json_answer(Status(status="ready"))
         return error_response(503, "model_not_ready", service.not_ready_reason)
 
     return app

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, request
 from werkzeug.exceptions import HTTPException
 
 from http_service.caller import caller_alive
@@ -25,6 +25,8 @@ from http_service.errors import HTTPRefusal, with_error_headers
 from http_service.limits import upload_body_bytes
 from http_service.params import multipart_image
 from http_service.request_fields import DeepStackFields, validated
+from http_service.response_models import DeepStackError, DeepStackModelList, DeepStackPrediction, DeepStackResponse, ImageSize
+from http_service.responses import json_answer
 from common.errors import DetectorError, Unauthorized
 from serving import MAX_DETECTIONS, DetectionService, DetectOptions, record_error
 
@@ -45,8 +47,9 @@ def deepstack_blueprint(service: DetectionService) -> Blueprint:
 
     def failure(error: DetectorError) -> Any:
         record_error(TRANSPORT, error)
-        response = jsonify({"success": False, "error": error.message, "code": error.code})
-        return with_error_headers(response, error), error.http_status
+        response, status = json_answer(DeepStackError(success=False, error=error.message, code=error.code),
+                                       error.http_status)
+        return with_error_headers(response, error), status
 
     @api.errorhandler(DetectorError)
     def detector_error(error: DetectorError) -> Any:
@@ -69,7 +72,7 @@ def deepstack_blueprint(service: DetectionService) -> Blueprint:
     @api.post("/v1/vision/custom/list")
     def custom_list() -> Any:
         authorised()
-        return jsonify({"success": True, "models": service.model_names()})
+        return json_answer(DeepStackModelList(success=True, models=service.model_names()))
 
     @api.post("/v1/vision/custom/<name>")
     def custom(name: str) -> Any:
@@ -84,20 +87,14 @@ def deepstack_blueprint(service: DetectionService) -> Blueprint:
         predictions = []
         for detection in prediction.detections:
             x1, y1, x2, y2 = prediction.image_box(detection)
-            predictions.append({
-                "label": detection.label,
-                "confidence": round(detection.score, 4),
-                "x_min": int(round(x1)), "y_min": int(round(y1)),
-                "x_max": int(round(x2)), "y_max": int(round(y2)),
-            })
+            predictions.append(DeepStackPrediction(
+                label=detection.label, confidence=round(detection.score, 4),
+                x_min=int(round(x1)), y_min=int(round(y1)), x_max=int(round(x2)), y_max=int(round(y2)),
+            ))
         timings = {stage: round(seconds * 1000) for stage, seconds in prediction.timings.items()}
-        return jsonify({
-            "success": True,
-            "predictions": predictions,
-            "count": len(predictions),
-            "inferenceMs": timings.get("inference", 0),
-            "processMs": sum(timings.values()),
-            "image": {"width": width, "height": height},
-        })
+        return json_answer(DeepStackResponse(
+            success=True, predictions=predictions, count=len(predictions), inferenceMs=timings.get("inference", 0),
+            processMs=sum(timings.values()), image=ImageSize(width=width, height=height),
+        ))
 
     return api

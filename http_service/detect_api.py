@@ -16,8 +16,8 @@ from common.errors import DetectorError
 from http_service.limits import BATCH_BODY_BYTES
 from http_service.params import ImageSource, image_request, json_body, options_from_fields
 from http_service.request_fields import DetectBody, batch_body
-from http_service.responses import error_body, model_json, models_json, prediction_json
-from serving import DetectionService, DetectOptions, Prediction, known_classes
+from http_service.responses import detect_response, error_body, json_answer, model_details, model_list
+from serving import DetectionService, DetectOptions, Prediction
 from serving.annotate import annotated_png
 
 
@@ -32,26 +32,22 @@ def detect_blueprint(service: DetectionService) -> Blueprint:
         assert source.data is not None
         return service.predict_bytes("http", source.data, options, alive=caller_alive())
 
-    def as_json(prediction: Prediction, options: DetectOptions) -> dict[str, Any]:
-        return prediction_json(prediction, options.threshold)
-
     @api.get("/v1/model")
     def model() -> Any:
-        detector = service.model()
-        return jsonify({**model_json(detector), "input_size": detector.card.input_size,
-                        "precision_reason": detector.precision_reason, "classes": known_classes(detector.card)})
+        return json_answer(model_details(service.model()))
 
     @api.get("/v1/models")
     def models() -> Any:
-        return jsonify(models_json(service.models()))
+        return json_answer(model_list(service.models()))
 
     @api.post("/v1/detect")
     def detect() -> Any:
         source, options = image_request(request, max_image_bytes)
-        return jsonify(as_json(run(source, options), options))
+        return json_answer(detect_response(run(source, options), options.threshold))
 
     @api.post("/v1/detect:batch")
     def detect_batch() -> Any:
+        """Each item is its DetectResponse or Error with its url first (response_models.BatchResponse)."""
         request.max_content_length = BATCH_BODY_BYTES
         body = json_body(request, batch_model)
         urls, options = body.urls, body.detect_options()
@@ -60,7 +56,7 @@ def detect_blueprint(service: DetectionService) -> Blueprint:
             if isinstance(outcome, DetectorError):
                 results.append({"url": url, **error_body(outcome.code, outcome.message, outcome.choices)})
             else:
-                results.append({"url": url, **as_json(outcome, options)})
+                results.append({"url": url, **detect_response(outcome, options.threshold).body()})
         return jsonify({"results": results})
 
     def png(prediction: Prediction) -> Response:

@@ -2,9 +2,10 @@
 
 The request schemas and parameters come from the models that validate requests
 (:mod:`http_service.request_fields`), so the document allows exactly what the service
-accepts; the limits it states (batch size, image bytes) are the running service's settings.
-Responses are described here. ``tests/service/test_openapi.py`` runs schemathesis against it and the
-live service, every check included, so it cannot drift from the real answers unnoticed.
+accepts; the response schemas from the models every answer is built with
+(:mod:`http_service.response_models`); the limits it states (batch size, image bytes) are the
+running service's settings. ``tests/service/test_openapi.py`` runs schemathesis against it and
+the live service, every check included.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from http_service.request_fields import DeepStackFields, DetectBody, Options, PredictBody, batch_body
+from http_service.response_models import SCHEMAS
 from common.settings import Settings
 from serving import MAX_DETECTIONS
 
@@ -43,7 +46,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    return {code: _json(_ref("Error"), _ERRORS[code]) for code in codes}
+    return {code: _json(_ref("ErrorResponse"), _ERRORS[code]) for code in codes}
 
 
 _IMAGE_ERRORS = ("400", "403", "404", "413", "415", "422", "500", "502", "503", "504")
@@ -64,6 +67,8 @@ def _openapi30(node: Any) -> Any:
         if "$ref" in other:
             return {**rest, "allOf": [other], "nullable": True}
         return {**other, **rest, "nullable": True}
+    if "const" in node:  # a Literal: OpenAPI 3.0 has no const
+        node = {**{k: v for k, v in node.items() if k != "const"}, "enum": [node["const"]]}
     return {k: (_openapi30(v) if k != "properties" else {n: _openapi30(p) for n, p in v.items()})
             for k, v in node.items() if k != "title"}
 
@@ -115,6 +120,12 @@ def _image_body(max_bytes: int) -> dict[str, Any]:
     }
 
 
+def _response_schemas() -> dict[str, Any]:
+    """Every answer's schema, and those of the models inside them, under their class names."""
+    _, document = models_json_schema([(model, "serialization") for model in SCHEMAS], ref_template=_REF_TEMPLATE)
+    return {name: _openapi30(schema) for name, schema in document["$defs"].items()}
+
+
 def _deepstack_errors(*codes: str) -> dict[str, Any]:
     return {code: _json(_ref("DeepStackError"), _ERRORS[code]) for code in codes}
 
@@ -127,161 +138,7 @@ def _schemas(max_batch: int) -> dict[str, Any]:
         "PredictBody": _schema(PredictBody),
         "DetectBody": _schema(DetectBody),
         "BatchBody": _schema(batch_body(max_batch)),
-        "PredictResponse": {
-            "type": "object",
-            "required": ["objects"],
-            "additionalProperties": False,
-            "properties": {"objects": {"type": "array", "items": {"type": "string"}}},
-        },
-        "DeepStackResponse": {
-            "type": "object",
-            "required": ["success", "predictions", "count"],
-            "properties": {
-                "success": {"type": "boolean", "enum": [True]},
-                "predictions": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["label", "confidence", "x_min", "y_min", "x_max", "y_max"],
-                    "properties": {
-                        "label": {"type": "string"},
-                        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                        **{edge: {"type": "integer", "minimum": 0} for edge in ("x_min", "y_min", "x_max", "y_max")},
-                    },
-                }},
-                "count": {"type": "integer", "minimum": 0},
-                "inferenceMs": {"type": "integer"},
-                "processMs": {"type": "integer"},
-                "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
-            },
-        },
-        "DeepStackError": {
-            "type": "object",
-            "required": ["success", "error", "code"],
-            "properties": {
-                "success": {"type": "boolean", "enum": [False]},
-                "error": {"type": "string"},
-                "code": {"type": "string"},
-            },
-        },
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {"error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "choices": {"type": "array", "items": {"type": "string"}},
-                },
-            }},
-        },
-        "Mask": {
-            "type": "object",
-            "description": "COCO run-length encoding (pycocotools.mask.decode reads it)",
-            "required": ["size", "counts"],
-            "properties": {
-                "size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
-                "counts": {"type": "string"},
-            },
-        },
-        "Detection": {
-            "type": "object",
-            "required": ["label", "score", "box"],
-            "properties": {
-                "label": {"type": "string"},
-                "score": {"type": "number", "minimum": 0, "maximum": 1},
-                "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
-                        "description": "[x1, y1, x2, y2] in pixels of the upright original image"},
-                "mask": _ref("Mask"),
-            },
-        },
-        "Model": {
-            "type": "object",
-            "required": [
-                "name", "weights", "license", "precision", "random_init", "masks_available", "default_threshold",
-            ],
-            "properties": {
-                "name": {"type": "string"},
-                "version": {"type": "integer", "nullable": True, "description": "the repository version serving"},
-                "weights": {"type": "string"},
-                "license": {"type": "string", "description": "who may use the weights and on what terms"},
-                "precision": {"type": "string", "enum": ["fp32", "bf16", "int8"],
-                              "description": "the numerics this process runs the model in, chosen for its CPU"},
-                "random_init": {"type": "boolean"},
-                "masks_available": {"type": "boolean"},
-                "default_threshold": {"type": "number"},
-            },
-        },
-        "ModelDetails": {"allOf": [_ref("Model"), {
-            "type": "object",
-            "required": ["input_size", "precision_reason", "classes"],
-            "properties": {
-                "input_size": {"type": "string"},
-                "precision_reason": {"type": "string", "description": "why this precision, on this CPU"},
-                "classes": {"type": "array", "items": {"type": "string"}},
-            },
-        }]},
-        "DetectResponse": {
-            "type": "object",
-            "required": ["model", "image", "threshold", "detections", "timing_ms"],
-            "properties": {
-                "model": _ref("Model"),
-                "image": {
-                    "type": "object",
-                    "required": ["width", "height"],
-                    "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}},
-                },
-                "threshold": {"type": "number"},
-                "detections": {"type": "array", "items": _ref("Detection")},
-                "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},
-            },
-        },
-        "ModelList": {
-            "type": "object",
-            "required": ["models"],
-            "properties": {"models": {"type": "array", "items": {
-                "type": "object",
-                "required": ["name", "default", "serving_version", "versions"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "default": {"type": "boolean", "description": "the model /predict serves"},
-                    "serving_version": {"type": "integer", "nullable": True},
-                    "versions": {"type": "array", "items": {
-                        "type": "object",
-                        "required": ["version", "state"],
-                        "properties": {
-                            "version": {"type": "integer", "minimum": 1},
-                            "state": {"type": "string", "enum": ["loading", "ready", "failed", "unloaded"]},
-                            "reason": {"type": "string", "description": "why it failed"},
-                        },
-                    }},
-                    "removed": {"type": "boolean",
-                                "description": "its folder is gone; the default model keeps its last loaded copy"},
-                    "license": {"type": "string"},
-                    "precision": {"type": "string", "enum": ["fp32", "bf16", "int8"]},
-                    "masks_available": {"type": "boolean"},
-                    "classes": {"type": "integer", "description": "how many class names it knows"},
-                    "default_threshold": {"type": "number"},
-                },
-            }}},
-        },
-        "DeepStackModelList": {
-            "type": "object",
-            "required": ["success", "models"],
-            "properties": {"success": {"type": "boolean", "enum": [True]},
-                           "models": {"type": "array", "items": {"type": "string"}}},
-        },
-        "BatchResponse": {
-            "type": "object",
-            "required": ["results"],
-            "properties": {"results": {"type": "array", "items": {
-                "description": "In request order: a DetectResponse plus its url, or an Error plus its url",
-                "oneOf": [
-                    {"allOf": [_ref("DetectResponse"), {"type": "object", "required": ["url"]}]},
-                    {"allOf": [_ref("Error"), {"type": "object", "required": ["url"]}]},
-                ],
-            }}},
-        },
+        **_response_schemas(),
     }
 
 
@@ -380,9 +237,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                               **_deepstack_errors("400", "401", "404", "413", "415", "422", "500", "503")},
             }},
             "/healthz": {"get": {"summary": "The process is up",
-                                 "responses": {"200": _json({"type": "object"}, "Alive")}}},
+                                 "responses": {"200": _json(_ref("Status"), "Alive")}}},
             "/readyz": {"get": {"summary": "The model is loaded and warm",
-                                "responses": {"200": _json({"type": "object"}, "Ready"), **_errors("503")}}},
+                                "responses": {"200": _json(_ref("Status"), "Ready"), **_errors("503")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics of every worker and the gRPC server",
                                  "responses": {"200": {"description": "Prometheus text format",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
