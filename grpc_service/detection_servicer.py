@@ -55,6 +55,7 @@ def listing(service: DetectionService) -> detection_pb2.ListModelsResponse:
                       for v in status.versions],
             info=model_info(status.detector, details=False) if status.detector is not None else None,
             removed=status.removed,
+            upcoming=status.upcoming or "",
         ))
     return detection_pb2.ListModelsResponse(models=models)
 

@@ -121,6 +121,8 @@ class ModelListing(Answer):
     masks_available: bool | SkipJsonSchema[None] = None
     classes: int | SkipJsonSchema[None] = Field(None, description="how many class names it knows")
     default_threshold: float | SkipJsonSchema[None] = None
+    upcoming: str | SkipJsonSchema[None] = Field(
+        None, description="a version on its way, e.g. the int8 body `make run` builds in the background")
 
 
 class ModelList(Answer):

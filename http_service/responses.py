@@ -72,6 +72,8 @@ def model_list(statuses: list[ModelStatus]) -> answers.ModelList:
         }
         if status.removed:
             entry["removed"] = True
+        if status.upcoming:
+            entry["upcoming"] = status.upcoming
         if status.detector is not None:
             card = status.detector.card
             entry.update({

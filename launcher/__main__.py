@@ -13,13 +13,17 @@ this process follows the file onto the terminal, and turns any of those
 signals into one SIGTERM to supervisord, whose shutdown it waits for. Should
 this process itself be killed outright, the kernel sends supervisord SIGTERM
 (``PR_SET_PDEATHSIG``). It also announces, once, when the service is ready
-(:mod:`launcher.announce_ready`).
+(:mod:`launcher.announce_ready`), and then starts ``--then``'s command in the background, niced
+(`make run`: the int8 body a quick first export deferred, exporters.int8_next); that command
+stops with the service.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,6 +34,9 @@ from pathlib import Path
 from launcher import announce_ready
 
 PR_SET_PDEATHSIG = 1
+# The background command yields the cores to the service while both want them.
+BACKGROUND_NICENESS = 10
+BACKGROUND_STOP_SECONDS = 5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FOLLOW_SECONDS = 0.1
 
@@ -48,8 +55,39 @@ def _to_terminal(data: bytes) -> None:
         pass
 
 
+def _background(command: str, log_path: Path) -> subprocess.Popen:
+    """``command`` at a lower priority, its output in the log, in a process group of its own to stop whole."""
+
+    def prepare() -> None:
+        _die_with_parent()
+        os.nice(BACKGROUND_NICENESS)
+
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(shlex.split(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=prepare)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process's group (a compiler it started included), then SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, BACKGROUND_STOP_SECONDS), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def main(argv: list[str]) -> int:
-    config = argv[1] if len(argv) > 1 else "supervisord.conf"
+    parser = argparse.ArgumentParser(prog="python -m launcher", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", nargs="?", default="supervisord.conf")
+    parser.add_argument("--then", metavar="COMMAND",
+                        help="once the service is ready, run this in the background (niced; stopped with the service)")
+    args = parser.parse_args(argv[1:])
+    config = args.config
     run_dir = Path(os.environ["DETECTOR_RUN_DIR"])
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "service.log"
@@ -62,6 +100,7 @@ def main(argv: list[str]) -> int:
             start_new_session=True, preexec_fn=_die_with_parent,
         )
     stopping = threading.Event()
+    background: list[subprocess.Popen] = []  # what --then started, once the service is ready
 
     def note(text: str) -> None:
         """A line of this script's own in the log, which the terminal then shows like the rest."""
@@ -76,6 +115,8 @@ def main(argv: list[str]) -> int:
         stopping.set()
         note(f"==> {name}: stopping every program of the service (front, http, grpc, grpc2, listeners)\n")
         supervisord.send_signal(signal.SIGTERM)
+        if background:
+            _stop_group(background[0])
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
@@ -84,6 +125,8 @@ def main(argv: list[str]) -> int:
         line = announce_ready.wait_ready(lambda: supervisord.poll() is not None or stopping.is_set())
         if line:
             note(line)
+        if line and args.then and not stopping.is_set():
+            background.append(_background(args.then, log_path))
 
     threading.Thread(target=announce, daemon=True).start()
     while supervisord.poll() is None:
@@ -93,6 +136,8 @@ def main(argv: list[str]) -> int:
         else:
             time.sleep(FOLLOW_SECONDS)
     status = supervisord.wait()
+    if background:
+        _stop_group(background[0])
     note("==> supervisord stopped every program of the service and exited\n" if status == 0
          else f"==> supervisord exited with status {status}\n")
     _to_terminal(follow.read())

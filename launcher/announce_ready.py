@@ -25,10 +25,12 @@ def _get(http: str, path: str) -> dict | None:
 
 
 def _others(http: str, default: str) -> str:
-    """The repository's other models, for the ready line (they serve /v1/detect's ``model``)."""
-    listing = _get(http, "/v1/models") or {}
-    names = [m["name"] for m in listing.get("models", []) if m.get("name") != default]
-    return f"; also {', '.join(names)} (GET /v1/models)" if names else ""
+    """What is on its way for the default model, and the repository's other models (they serve
+    /v1/detect's ``model``), for the ready line."""
+    models = (_get(http, "/v1/models") or {}).get("models", [])
+    upcoming = [f"; {m['upcoming']}" for m in models if m.get("name") == default and m.get("upcoming")]
+    names = [m["name"] for m in models if m.get("name") != default]
+    return "".join(upcoming) + (f"; also {', '.join(names)} (GET /v1/models)" if names else "")
 
 
 def wait_ready(give_up: Callable[[], bool]) -> str | None:

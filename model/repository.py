@@ -35,7 +35,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -52,6 +52,8 @@ LOADING, READY, FAILED, UNLOADED = "loading", "ready", "failed", "unloaded"
 # With DETECTOR_DEFAULT_MODEL unset and several models present: the order `make run`'s
 # MODEL_SOURCE=auto tries them in (exporters.builder.export_auto), then by name.
 AUTO_ORDER = ("maskrcnn_resnet50_fpn_v2", "yolov5s", "mb3-centernet")
+# In a model's folder: a version on its way, as exporters.int8_next writes it (listed as "upcoming").
+UPCOMING_FILE = ".int8-next"
 
 # Versions found on disk: model name -> version -> folder.
 Found = dict[str, dict[int, Path]]
@@ -90,6 +92,16 @@ def single_export(directory: Path) -> Callable[[], Found]:
     return scan
 
 
+def _upcoming(folder: Path | None) -> str | None:
+    """What a model's folder says is on its way, if anything."""
+    if folder is None:
+        return None
+    try:
+        return (folder / UPCOMING_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _stamp(folder: Path) -> tuple[int, int] | None:
     """What identifies a version folder's contents cheaply: its sidecar's mtime and size."""
     try:
@@ -116,6 +128,8 @@ class ServedModel:
     version: int | None = None
     # The folder is gone and this is the default model: the last loaded copy keeps serving.
     removed: bool = False
+    # The model's folder (its versions' parent), where a version on its way is announced.
+    folder: Path | None = None
     failed: dict[int, tuple[int, int] | None] = field(default_factory=dict)
 
 
@@ -129,6 +143,8 @@ class ModelStatus:
     versions: list[VersionState]
     detector: Detector | None
     removed: bool
+    # A version on its way (UPCOMING_FILE), e.g. "building: int8, as version 2 (started 10:55:01)".
+    upcoming: str | None = None
 
 
 class ModelRepository:
@@ -184,14 +200,15 @@ class ModelRepository:
 
     def status(self) -> list[ModelStatus]:
         with self._lock:
-            return [
-                ModelStatus(
+            statuses = [
+                (ModelStatus(
                     name=entry.name, default=entry.name == self.default, serving_version=entry.version,
                     versions=[entry.versions[v] for v in sorted(entry.versions)], detector=entry.detector,
                     removed=entry.removed,
-                )
+                ), entry.folder)
                 for entry in sorted(self._models.values(), key=lambda e: e.name)
             ]
+        return [replace(status, upcoming=_upcoming(folder)) for status, folder in statuses]
 
     @property
     def ready(self) -> bool:
@@ -231,6 +248,7 @@ class ModelRepository:
             if entry.removed:
                 log.info("model %s is back in the repository", entry.name)
             entry.removed = False
+            entry.folder = next(iter(versions.values())).parent
             self._forget_gone_versions(entry, versions)
             for version in versions:
                 if version not in entry.versions:

@@ -81,6 +81,27 @@ def test_the_repository_lists_both_models_and_the_default(two_models):
     assert requests.get(f"{service.http_url}/v1/model", timeout=30).json()["name"] == "yolov5s"
 
 
+def test_a_version_on_its_way_is_listed_over_both_transports(two_models):
+    """What exporters.int8_next announces in a model's folder, /v1/models and ListModels repeat, live."""
+    from model.repository import UPCOMING_FILE
+    from proto import detection_pb2
+
+    service, repository = two_models
+    marker = repository / "yolov5s" / UPCOMING_FILE
+    marker.write_text("building: int8, as version 2 (started 10:55:01)\n")
+    try:
+        models = {m["name"]: m for m in requests.get(f"{service.http_url}/v1/models", timeout=30).json()["models"]}
+        assert models["yolov5s"]["upcoming"] == "building: int8, as version 2 (started 10:55:01)"
+        assert "upcoming" not in models["mb3-centernet"]
+        listed = _detector_stub(service).ListModels(detection_pb2.ListModelsRequest(), timeout=30)
+        assert {m.name: m.upcoming for m in listed.models} == {
+            "yolov5s": "building: int8, as version 2 (started 10:55:01)", "mb3-centernet": ""}
+    finally:
+        marker.unlink()
+    models = {m["name"]: m for m in requests.get(f"{service.http_url}/v1/models", timeout=30).json()["models"]}
+    assert "upcoming" not in models["yolov5s"]
+
+
 def test_a_model_is_chosen_per_request_on_every_http_route(two_models, image_server, shared_dir):
     service, _ = two_models
     url = _photo_url(image_server)
