@@ -141,7 +141,7 @@ class DetectionService:
                 if not alive():
                     raise CallerGone("the caller went away before this item was fetched")
                 return self._serve(transport, url, options,
-                                   lambda _: self._from_url(detector, url, options, None, alive),
+                                   lambda resolved: self._from_url(resolved, url, options, None, alive),
                                    detector=detector, admit=False)
             except DetectorError as error:
                 record_error(transport, error)
@@ -167,20 +167,21 @@ class DetectionService:
     ) -> Prediction:
         """Run ``work`` on the resolved model with its metrics; raises only :class:`DetectorError`.
 
-        ``source`` is the image URL (logged by host only) or "upload".
+        ``source`` is the image URL (logged by host only) or "upload"; ``detector``, where the caller
+        resolved the model already (a batch), is used as it is.
         """
         started = time.perf_counter()
         label = "-"
         in_flight = IN_FLIGHT.labels(transport)
         try:
-            if detector is None:
-                detector = self.model(options.model)
-                options.checked(detector.card)
-            label = detector.name
+            resolved = detector if detector is not None else self.model(options.model)
+            label = resolved.name
+            if detector is None:  # a batch checked its options once, for all its items
+                options.checked(resolved.card)
             with self._admission.slot() if admit else nullcontext():
                 in_flight.inc()
                 try:
-                    prediction = work(detector)
+                    prediction = work(resolved)
                 finally:
                     in_flight.dec()
         except DetectorError as error:
