@@ -86,7 +86,7 @@ model-version: | $(STAMP)
 
 # Once the service is ready, the int8 body a quick export deferred is built as the next version, niced,
 # and swapped in live; it stops with the service. Not when one export is served (DETECTOR_MODEL_DIR).
-INT8_NEXT = $(EXPORT) --int8-next
+THEN ?= $(if $(DETECTOR_MODEL_DIR),,$(EXPORT) --int8-next)
 
 # supervisord stays in the foreground with every program's log (also in $(RUN_DIR)/service.log,
 # for `make logs`); a line says when all is ready. Ctrl-C (or a signal to make's process group)
@@ -96,7 +96,7 @@ run: setup model nginx
 	@echo "== starting supervisord (listeners, front: nginx, http: gunicorn, grpc and grpc2); the two CRIT lines below are expected (README)"
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" \
 		DETECTOR_MODEL_REPOSITORY="$(MODEL_REPOSITORY)" DETECTOR_DEFAULT_MODEL="$(DEFAULT_MODEL)"; \
-		exec $(PY) -m launcher supervisord.conf $(if $(DETECTOR_MODEL_DIR),,--then "$(INT8_NEXT)")
+		exec $(PY) -m launcher supervisord.conf $(if $(THEN),--then "$(THEN)")
 
 # Photos to try the service on, served on 127.0.0.1:8000 (PHOTOS=folder for others). The
 # service fetches them only if allowed: DETECTOR_URL_ALLOWLIST=127.0.0.1 make run.

@@ -121,15 +121,19 @@ def main(argv: list[str]) -> int:
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
 
+    ready = threading.Event()
+
     def announce() -> None:
         line = announce_ready.wait_ready(lambda: supervisord.poll() is not None or stopping.is_set())
         if line:
             note(line)
-        if line and args.then and not stopping.is_set():
-            background.append(_background(args.then, log_path))
+            ready.set()
 
     threading.Thread(target=announce, daemon=True).start()
     while supervisord.poll() is None:
+        # Started from this thread: PR_SET_PDEATHSIG fires when the thread that started a child ends.
+        if args.then and ready.is_set() and not background and not stopping.is_set():
+            background.append(_background(args.then, log_path))
         data = follow.read()
         if data:
             _to_terminal(data)

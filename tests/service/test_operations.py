@@ -29,14 +29,14 @@ from harness.service_process import ServiceProcess, free_port, listening, servic
 class MakeRun:
     """`make run` as a terminal runs it: the foreground job, in a process group of its own."""
 
-    def __init__(self, run_dir: Path, model_dir: Path) -> None:
+    def __init__(self, run_dir: Path, model_dir: Path, *make_args: str) -> None:
         self.run_dir = run_dir
         # The environment the integration tests give supervisord: free 127.0.0.1 ports, the venv's PATH.
         self.env = ServiceProcess(REPO_ROOT, model_dir, run_dir).env
         self.output = run_dir.parent / f"{run_dir.name}-make.out"
         with open(self.output, "wb") as out:
             self.make = subprocess.Popen(
-                ["make", "run", f"RUN_DIR={run_dir}", f"MODEL_DIR={model_dir}", f"VENV={sys.prefix}"],
+                ["make", "run", f"RUN_DIR={run_dir}", f"VENV={sys.prefix}", *make_args],
                 cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.ports = (int(self.env["DETECTOR_HTTP_PORT"]), int(self.env["DETECTOR_GRPC_PORT"]))
@@ -69,8 +69,8 @@ class MakeRun:
 def make_run(yolov5_dir: Path, tmp_path: Path):
     runs: list[MakeRun] = []
 
-    def start() -> MakeRun:
-        run = MakeRun(tmp_path / f"run{len(runs)}", yolov5_dir)
+    def start(*make_args: str) -> MakeRun:
+        run = MakeRun(tmp_path / f"run{len(runs)}", yolov5_dir, *make_args)
         runs.append(run)
         return run
 
@@ -103,6 +103,26 @@ def test_a_signal_to_make_runs_process_group_stops_every_process(make_run, signu
         assert f"stopped: {program} (exit status 0)" in log, program
     assert "==> supervisord stopped every program of the service and exited" in log
     assert (run.run_dir / "service.log").read_text(errors="replace").count("stopped: ") >= 5
+
+
+def test_the_background_command_starts_once_ready_niced_and_stops_with_ctrl_c(make_run, tmp_path):
+    """make run's deferred int8 build (a stand-in here) runs beside the ready service, and Ctrl-C ends it too."""
+    marker = tmp_path / "background-started"
+    run = make_run(f"THEN=bash -c 'touch {marker}; exec sleep 600'")
+    supervisord = run.wait_ready()
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, f"the background command did not start:\n{run.text()[-3000:]}"
+        time.sleep(0.2)
+    sleeping = [pid for pid in run.processes(supervisord) if procfs.stat(pid).comm == "sleep"]
+    assert len(sleeping) == 1
+    assert os.getpriority(os.PRIO_PROCESS, sleeping[0]) >= os.getpriority(os.PRIO_PROCESS, 0) + 10
+    time.sleep(2)
+    assert procfs.stat(sleeping[0]) is not None  # still running: its starter thread ending did not end it
+    os.killpg(run.make.pid, signal.SIGINT)
+    run.make.wait(timeout=90)
+    assert _wait_gone(run, supervisord) == []
+    assert procfs.stat(sleeping[0]) is None
 
 
 def test_make_stop_then_a_signal_to_the_group_still_stops_everything(make_run):
