@@ -7,7 +7,7 @@ prints the seconds from `make run` to: the ready line, the first `/predict` answ
 served from 127.0.0.1, and (where int8 was deferred) the int8 version serving. Then it stops
 `make run` with SIGINT, as Ctrl-C would, and checks that nothing it started is left.
 
-    python -m scripts.first_answer --shared ../shared [--keep DIR] [--time-limit 600]
+    python -m scripts.first_answer --shared ../shared [--rev REV] [--keep DIR] [--time-limit 600]
 
 Everything goes to 127.0.0.1 (ports 8080 and 9090 must be free); the clone's `.venv` is built
 from scratch, so the pip cache (or the machine's wheel mirror) decides the setup time.
@@ -95,6 +95,7 @@ def measure(clone: Path, shared: Path, time_limit: float) -> dict[str, float | s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared")
+    parser.add_argument("--rev", default="HEAD", help="the commit to clone (an earlier one is a baseline)")
     parser.add_argument("--keep", type=Path, help="clone here and keep it (default: a temporary folder, removed)")
     parser.add_argument("--time-limit", type=float, default=600.0)
     args = parser.parse_args(argv)
@@ -103,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="first-answer-") as scratch:
         clone = args.keep or Path(scratch) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], check=True)
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", args.rev], check=True)
         found = measure(clone, args.shared.resolve(), args.time_limit)
-    print(f"CPU: {cpu_model()}")
+    print(f"CPU: {cpu_model()}; commit {args.rev}")
     for what, value in found.items():
         print(f"{what:24} {value if value is not None else 'not within the limit'}"
               + (" s" if isinstance(value, float) else ""))
