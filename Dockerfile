@@ -46,6 +46,7 @@ COPY proto/ proto/
 COPY common/ common/
 COPY model/ model/
 COPY serving/ serving/
+COPY inference_protocol/ inference_protocol/
 COPY exporters/ exporters/
 COPY http_service/ http_service/
 COPY grpc_service/ grpc_service/
@@ -53,7 +54,7 @@ COPY supervisord.conf ./
 
 # The same two steps `make run` performs: generate the gRPC modules, export the model.
 RUN /opt/venv/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
-        proto/inference.proto proto/detection.proto \
+        proto/inference.proto proto/detection.proto proto/grpc_inference.proto \
  && /opt/venv/bin/python -m exporters --source "$MODEL_SOURCE" --out /app/artifacts/model \
         --npm-registry "$NPM_REGISTRY" --cache /tmp/export-cache $PRECISION_CHECK \
  && rm -rf /tmp/export-cache /root/.cache

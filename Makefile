@@ -19,9 +19,10 @@ PYTEST_ARGS ?=
 SHARED_DIR ?= $(abspath $(CURDIR)/../shared)
 
 STAMP := $(VENV)/.installed
-PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py
+PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py \
+	proto/grpc_inference_pb2.py proto/grpc_inference_pb2_grpc.py
 
-.PHONY: help setup proto model model-version browser nginx tools run photos status logs reload stop test test-unit docker-test bench evaluate hostile chaos clean
+.PHONY: help setup clients proto model model-version browser nginx tools run photos status logs reload stop test test-unit docker-test bench evaluate hostile chaos clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
@@ -63,10 +64,22 @@ $(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt pyproject
 	$(PY) -m pip install --disable-pip-version-check --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(PROTO_OUT) &: proto/inference.proto proto/detection.proto $(STAMP)
-	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto proto/detection.proto
+$(PROTO_OUT) &: proto/inference.proto proto/detection.proto proto/grpc_inference.proto $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. proto/inference.proto proto/detection.proto \
+		proto/grpc_inference.proto
 
 proto: $(PROTO_OUT)
+
+# The Open Inference Protocol's own clients (tritonclient, the kserve SDK) for the tests, in a venv
+# of their own: they pin protobuf 6, which the service's generated modules cannot import under.
+CLIENTS_VENV ?= .venv-clients
+CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+$(CLIENTS_STAMP): requirements-clients.txt
+	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --disable-pip-version-check -r requirements-clients.txt
+	touch $@
+
+clients: $(CLIENTS_STAMP)
 
 # bf16 is kept only where it gives fp32's answers on real photos: the shared ones when present.
 CHECK_IMAGES ?= $(wildcard $(SHARED_DIR)/eval/images)
@@ -156,7 +169,7 @@ tools: nginx
 		printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$POLICY >/dev/null && $$SUDO chmod +x $$POLICY && \
 		{ $(APT_INSTALL) prometheus; status=$$?; $$SUDO rm -f $$POLICY; exit $$status; }; fi; }
 
-test: setup tools browser
+test: setup tools browser clients
 	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest $(PYTEST_ARGS)
 
 # The layers are folders of tests/ (tests/conftest.py): unit, model, service, deploy.

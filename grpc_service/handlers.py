@@ -57,7 +57,7 @@ def status_of(error: DetectorError) -> grpc.Status:
     )
 
 
-def _handled(impl: Callable[[Message, grpc.ServicerContext], Any], request_cls: type[Message]) -> Callable:
+def _handled(impl: Callable[[Message, grpc.ServicerContext], Any], request_cls: type[Message], transport: str) -> Callable:
     def handler(raw: bytes, context: grpc.ServicerContext) -> Any:
         try:
             try:
@@ -68,22 +68,23 @@ def _handled(impl: Callable[[Message, grpc.ServicerContext], Any], request_cls: 
                 ) from None
             return impl(request, context)
         except DetectorError as error:
-            record_error("grpc", error)
+            record_error(transport, error)
             context.abort_with_status(status_of(error))
         except Exception:
             log.exception("unhandled error in %s", request_cls.DESCRIPTOR.full_name)
             error = DetectorError("internal server error")
-            record_error("grpc", error)
+            record_error(transport, error)
             context.abort_with_status(status_of(error))
 
     return handler
 
 
-def add_servicer(server: grpc.Server, service: ServiceDescriptor, servicer: object) -> None:
-    """Serve every unary method of ``service`` from the same-named method of ``servicer``."""
+def add_servicer(server: grpc.Server, service: ServiceDescriptor, servicer: object, transport: str = "grpc") -> None:
+    """Serve every unary method of ``service`` from the same-named method of ``servicer``; errors
+    are counted with ``transport``."""
     handlers = {
         method.name: grpc.unary_unary_rpc_method_handler(
-            _handled(getattr(servicer, method.name), GetMessageClass(method.input_type)),
+            _handled(getattr(servicer, method.name), GetMessageClass(method.input_type), transport),
             response_serializer=GetMessageClass(method.output_type).SerializeToString,
         )
         for method in service.methods

@@ -27,17 +27,21 @@ from serving import DetectionService, Detector, lifecycle
 from grpc_service import drain
 from grpc_service.detection_servicer import DetectorServicer
 from grpc_service.handlers import add_servicer
-from proto import detection_pb2, inference_pb2, inference_pb2_grpc
+from http_service.limits import upload_body_bytes
+from grpc_service.inference_servicer import TRANSPORT as V2_TRANSPORT, InferenceServicer
+from proto import detection_pb2, grpc_inference_pb2, inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger("grpc_service")
 
 # After the drain, calls still running get this long before they are cancelled.
 STOP_GRACE_SECONDS = 5
-MAX_RECEIVE_BYTES = 64 * 1024
 # Answers with masks carry one RLE string per detection; requests stay small.
 MAX_SEND_BYTES = 64 * 1024 * 1024
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"].full_name
 DETECTION_SERVICE_NAME = detection_pb2.DESCRIPTOR.services_by_name["Detector"].full_name
+INFERENCE_PROTOCOL = grpc_inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+# Every service this server answers, as health and reflection name them.
+SERVICE_NAMES = (SERVICE_NAME, DETECTION_SERVICE_NAME, INFERENCE_PROTOCOL.full_name)
 
 
 class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
@@ -64,7 +68,8 @@ def build_server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         maximum_concurrent_rpcs=max_workers + service.settings.max_in_flight,
         options=[
-            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            # ModelInfer carries images: as large as an HTTP upload may be, and no larger.
+            ("grpc.max_receive_message_length", upload_body_bytes(service.settings.fetch.max_bytes)),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
             # Both gRPC programs listen on the port: one restarts while the other serves.
             ("grpc.so_reuseport", 1),
@@ -73,9 +78,10 @@ def build_server(
     )
     add_servicer(server, inference_pb2.DESCRIPTOR.services_by_name["InstanceDetector"], InstanceDetectorServicer(service))
     add_servicer(server, detection_pb2.DESCRIPTOR.services_by_name["Detector"], DetectorServicer(service))
+    add_servicer(server, INFERENCE_PROTOCOL, InferenceServicer(service), V2_TRANSPORT)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, DETECTION_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
     if server.add_insecure_port(address) == 0:
         raise RuntimeError(f"could not bind gRPC server to {address}")
@@ -91,11 +97,11 @@ def main() -> None:
     server_settings = ServerSettings.from_env()
     address = f"{server_settings.grpc_host}:{server_settings.grpc_port}"
     health_servicer = health.HealthServicer()
-    for name in (SERVICE_NAME, DETECTION_SERVICE_NAME, ""):
+    for name in (*SERVICE_NAMES, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def on_ready(_: Detector) -> None:
-        for name in (SERVICE_NAME, DETECTION_SERVICE_NAME, ""):
+        for name in (*SERVICE_NAMES, ""):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     service = lifecycle.start(settings, on_ready)

@@ -1,6 +1,8 @@
 """The clients tools and tests call the service with, and the acceptance test's score.
 
 ``http_predictor`` and ``grpc_predictor`` call ``/predict`` and ``Predict`` as a user would;
+``v1_predictor``, ``v2_http_predictor`` and ``v2_grpc_predictor`` the same image URL over
+``/v1/detect`` and the inference protocol (REST, gRPC), for comparing the three;
 ``score`` is the external acceptance test's per-image score, ``evaluate`` and ``mean_score``
 apply it over labelled photos; ``percentile`` summarises latencies.
 """
@@ -69,3 +71,58 @@ def evaluate(predict: Predict, base_url: str, labels: dict[str, list[str]]) -> d
 
 def mean_score(results: dict[str, dict]) -> float:
     return sum(r["score"] for r in results.values()) / len(results)
+
+
+def v1_predictor(base_url: str) -> Predict:
+    def predict(image_url: str) -> list[str]:
+        request = urllib.request.Request(
+            f"{base_url.rstrip('/')}/v1/detect", data=json.dumps({"url": image_url}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return [d["label"] for d in json.loads(response.read())["detections"]]
+
+    return predict
+
+
+def v2_http_predictor(base_url: str, model: str) -> Predict:
+    """``POST /v2/models/<model>/infer`` with the URL as a JSON BYTES input, labels from the JSON answer."""
+
+    def predict(image_url: str) -> list[str]:
+        body = {"inputs": [{"name": "URL", "datatype": "BYTES", "shape": [1], "data": [image_url]}],
+                "outputs": [{"name": "detection_labels"}]}
+        request = urllib.request.Request(
+            f"{base_url.rstrip('/')}/v2/models/{model}/infer", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return [label for label in json.loads(response.read())["outputs"][0]["data"] if label]
+
+    return predict
+
+
+def v2_grpc_predictor(target: str, model: str) -> Predict:
+    """``inference.GRPCInferenceService/ModelInfer`` with the URL in typed contents."""
+    import struct
+
+    import grpc
+
+    from proto import grpc_inference_pb2 as pb
+    from proto import grpc_inference_pb2_grpc
+
+    stub = grpc_inference_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(target))
+    tensor = pb.ModelInferRequest.InferInputTensor
+
+    def predict(image_url: str) -> list[str]:
+        reply = stub.ModelInfer(pb.ModelInferRequest(
+            model_name=model, inputs=[tensor(name="URL", datatype="BYTES", shape=[1],
+                                             contents=pb.InferTensorContents(bytes_contents=[image_url.encode()]))],
+            outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="detection_labels")]), timeout=120)
+        raw, labels, offset = reply.raw_output_contents[0], [], 0
+        while offset < len(raw):
+            (length,) = struct.unpack_from("<I", raw, offset)
+            labels.append(raw[offset + 4:offset + 4 + length].decode())
+            offset += 4 + length
+        return [label for label in labels if label]
+
+    return predict

@@ -18,6 +18,7 @@ from http_service.body_drain import DrainUnreadBody
 from http_service.caller import caller_alive
 from http_service.deepstack_api import deepstack_blueprint
 from http_service.detect_api import detect_blueprint
+from http_service.v2_api import v2_blueprint
 from http_service.errors import edge_blueprint, register_error_handlers
 from http_service.openapi import openapi_document
 from http_service.limits import JSON_BODY_BYTES, largest_body_bytes
@@ -46,6 +47,7 @@ def create_app(service: DetectionService) -> Flask:
 
     app.register_blueprint(detect_blueprint(service))
     app.register_blueprint(deepstack_blueprint(service))
+    app.register_blueprint(v2_blueprint(service))
     app.register_blueprint(edge_blueprint())
     document = openapi_document(service.settings)
 

@@ -18,17 +18,16 @@ import hmac
 from typing import Any
 
 from flask import Blueprint, request
-from werkzeug.exceptions import HTTPException
 
 from http_service.caller import caller_alive
-from http_service.errors import HTTPRefusal, with_error_headers
+from http_service.errors import register_route_errors
 from http_service.limits import upload_body_bytes
 from http_service.params import multipart_image
 from http_service.request_fields import DeepStackFields, validated
 from http_service.response_models import DeepStackError, DeepStackModelList, DeepStackPrediction, DeepStackResponse, ImageSize
 from http_service.responses import json_answer
-from common.errors import DetectorError, Unauthorized
-from serving import MAX_DETECTIONS, DetectionService, DetectOptions, record_error
+from common.errors import Unauthorized
+from serving import MAX_DETECTIONS, DetectionService, DetectOptions
 
 TRANSPORT = "deepstack"
 
@@ -45,19 +44,8 @@ def deepstack_blueprint(service: DetectionService) -> Blueprint:
     max_predictions = service.settings.deepstack_max_predictions or MAX_DETECTIONS
     max_image_bytes = service.settings.fetch.max_bytes
 
-    def failure(error: DetectorError) -> Any:
-        record_error(TRANSPORT, error)
-        response, status = json_answer(DeepStackError(success=False, error=error.message, code=error.code),
-                                       error.http_status)
-        return with_error_headers(response, error), status
-
-    @api.errorhandler(DetectorError)
-    def detector_error(error: DetectorError) -> Any:
-        return failure(error)
-
-    @api.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Any:
-        return failure(HTTPRefusal.of(error))
+    register_route_errors(api, TRANSPORT,
+                          lambda error: DeepStackError(success=False, error=error.message, code=error.code).body())
 
     def authorised() -> None:
         # The form holds the upload: its limit applies before the api_key field can be read.

@@ -17,7 +17,7 @@ from http_service.limits import BATCH_BODY_BYTES
 from http_service.params import ImageSource, image_request, json_body, options_from_fields
 from http_service.request_fields import DetectBody, batch_body
 from http_service.responses import detect_response, error_body, json_answer, model_details, model_list
-from serving import DetectionService, DetectOptions, Prediction
+from serving import DetectionService, DetectOptions, Prediction, record_error
 from serving.annotate import annotated_png
 
 
@@ -52,8 +52,9 @@ def detect_blueprint(service: DetectionService) -> Blueprint:
         body = json_body(request, batch_model)
         urls, options = body.urls, body.detect_options()
         results = []
-        for url, outcome in zip(urls, service.batch("http", urls, options, caller_alive())):
+        for url, outcome in zip(urls, service.batch("http", list(urls), options, caller_alive())):
             if isinstance(outcome, DetectorError):
+                record_error("http", outcome)
                 results.append({"url": url, **error_body(outcome.code, outcome.message, outcome.choices)})
             else:
                 results.append({"url": url, **detect_response(outcome, options.threshold).body()})

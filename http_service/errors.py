@@ -9,10 +9,10 @@ app as an internal ``/_edge/<status>`` request, answered and counted here too.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from http_service.limits import JSON_BODY_BYTES
@@ -76,6 +76,18 @@ class HTTPRefusal(DetectorError):
         code = (exc.name or "error").lower().replace(" ", "_")
         allow = sorted(exc.valid_methods) if isinstance(exc, MethodNotAllowed) and exc.valid_methods else None
         return cls(status, code, exc.description or code, allow)
+
+
+def register_route_errors(api: Blueprint, transport: str, body: Callable[[DetectorError], dict[str, Any]]) -> None:
+    """A blueprint whose protocol has an error shape of its own (DeepStack's, the inference
+    protocol's): the same statuses, headers and counting as every route, in ``body``'s shape."""
+
+    def failure(error: DetectorError) -> Any:
+        record_error(transport, error)
+        return with_error_headers(jsonify(body(error)), error), error.http_status
+
+    api.register_error_handler(DetectorError, failure)
+    api.register_error_handler(HTTPException, lambda exc: failure(HTTPRefusal.of(exc)))
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -14,6 +14,9 @@ server) on free 127.0.0.1 ports for the run and stops it after, with
 ``--mixed C`` then loads both transports at once, C clients each: the HTTP
 worker and the gRPC servers share the machine's cores, as under real traffic.
 
+``--protocols`` measures ``/v1/detect`` and the inference protocol (``/v2/.../infer``, gRPC
+``ModelInfer``) instead, the same image URLs through each, to compare what each protocol costs.
+
 ``--baseline`` also measures, in this process and in the same run, the naive
 way to answer: eager torchvision Mask R-CNN with its mask branch, default
 torch threading, one image at a time. Mask R-CNN's COCO weights are used if
@@ -41,7 +44,8 @@ from typing import Callable
 
 from common import procfs
 from harness.image_server import serve_folder
-from harness.predictors import IMAGE_SUFFIXES, Predict, grpc_predictor, http_predictor, percentile
+from harness.predictors import (IMAGE_SUFFIXES, Predict, grpc_predictor, http_predictor, percentile, v1_predictor,
+                                v2_grpc_predictor, v2_http_predictor)
 from harness.service_process import served
 
 def summarise(latencies: list[float], errors: int, wall: float) -> dict[str, float]:
@@ -188,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixed", type=int, default=0, metavar="C",
                         help="then both transports at once, C clients each (--requests each)")
     parser.add_argument("--baseline", action="store_true", help="also measure the naive eager Mask R-CNN")
+    parser.add_argument("--protocols", action="store_true",
+                        help="/v1/detect, /v2 REST and gRPC ModelInfer instead of /predict and Predict")
     parser.add_argument("--serve", type=Path, metavar="MODEL_DIR", help="start the service with this model for the run")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for --serve")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -205,14 +211,20 @@ def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if host and host not in ("127.0.0.1", "localhost"):
             parser.error("benchmarks only send load to 127.0.0.1")
     images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    transports: dict[str, Callable[[str], Predict]] = {}
+    model = served_model(args.http) if args.http else "unknown"
+    transports: dict[str, Callable[[], Predict]] = {}
     if args.http:
-        transports["http"] = http_predictor
+        transports["http"] = lambda: http_predictor(args.http)
     if args.grpc:
-        transports["grpc"] = grpc_predictor
+        transports["grpc"] = lambda: grpc_predictor(args.grpc)
+    if args.protocols:
+        if not (args.http and args.grpc):
+            parser.error("--protocols needs both --http and --grpc (or --serve)")
+        transports = {"v1": lambda: v1_predictor(args.http), "v2-http": lambda: v2_http_predictor(args.http, model),
+                      "v2-grpc": lambda: v2_grpc_predictor(args.grpc, model)}
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "model": served_model(args.http) if args.http else "unknown",
+        "model": model,
         "images": [p.name for p in images],
         "results": [],
     }
@@ -221,7 +233,7 @@ def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         urls = [f"{base}/{p.name}" for p in images]
         predictors: dict[str, Predict] = {}
         for transport, factory in transports.items():
-            predict = predictors[transport] = factory(args.http if transport == "http" else args.grpc)
+            predict = predictors[transport] = factory()
             predict(urls[0])  # connection set-up is not part of the numbers
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 stats = run_level(predict, urls, concurrency, args.requests, args.time_limit)

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from typing import Callable
 from urllib.parse import urlsplit
 
-from common.errors import CallerGone, DetectorError, ModelNotReady
+from common.errors import CallerGone, DetectorError, ModelNotFound, ModelNotReady
 from common.metrics import ERRORS, IN_FLIGHT, REQUEST_SECONDS, STAGE_SECONDS
 from common.settings import Settings
 from model.detector import Detector
@@ -85,15 +85,24 @@ class DetectionService:
         """Block until loading has ended (warm, or failed); True if it ended within ``timeout``."""
         return self.loaded.wait(timeout)
 
-    def model(self, name: str | None = None) -> Detector:
-        """The warm detector serving ``name`` (None: the default); ModelNotReady or ModelNotFound."""
+    def model(self, name: str | None = None, version: int | None = None) -> Detector:
+        """The warm detector serving ``name`` (None: the default); ModelNotReady or ModelNotFound.
+
+        With ``version``, only if that is the version serving (the inference protocol's version paths).
+        """
         if self.load_error and not self._repository.ready:
             raise ModelNotReady(self.not_ready_reason)
         try:
-            return self._repository.get(name)
+            detector = self._repository.get(name)
         except DetectorError as error:
             error.model = self._repository.label(name)
             raise
+        if version is not None and detector.version != version:
+            error = ModelNotFound(f"model {detector.name!r} does not serve version {version}; it serves version "
+                                  f"{detector.version}", field="version")
+            error.model = detector.name
+            raise error
+        return detector
 
     def models(self) -> list[ModelStatus]:
         """Every model of the repository, its versions and what serves (GET /v1/models, ListModels)."""
@@ -126,29 +135,40 @@ class DetectionService:
                            lambda detector: self._pipeline.predict(detector, data, options, {}, alive))
 
     def batch(
-        self, transport: str, urls: list[str], options: DetectOptions, alive: Alive
+        self,
+        transport: str,
+        sources: list[str | bytes],
+        options: DetectOptions,
+        alive: Alive,
+        detector: Detector | None = None,
+        timeout: float | None = None,
     ) -> list[Prediction | DetectorError]:
-        """Each URL's prediction, or the error it met (already counted); one admission slot for all.
+        """Each source's prediction (a URL, str, or an image, bytes), or the error it met; one
+        admission slot for all. The caller counts the errors (``record_error``): an item each, or
+        the request once.
 
-        The options and the model are checked once for the whole batch; items stop being
-        fetched once the caller has gone.
+        The options and the model (unless ``detector`` is given, already resolved) are checked
+        once for the whole batch; items stop being fetched once the caller has gone.
         """
-        detector = self.model(options.model)
+        if detector is None:
+            detector = self.model(options.model)
         options.checked(detector.card)
 
-        def one(url: str) -> Prediction | DetectorError:
+        def one(source: str | bytes) -> Prediction | DetectorError:
             try:
                 if not alive():
                     raise CallerGone("the caller went away before this item was fetched")
-                return self._serve(transport, url, options,
-                                   lambda resolved: self._from_url(resolved, url, options, None, alive),
+                if isinstance(source, bytes):
+                    work = lambda resolved: self._pipeline.predict(resolved, source, options, {}, alive)  # noqa: E731
+                else:
+                    work = lambda resolved: self._from_url(resolved, source, options, timeout, alive)  # noqa: E731
+                return self._serve(transport, "upload" if isinstance(source, bytes) else source, options, work,
                                    detector=detector, admit=False)
             except DetectorError as error:
-                record_error(transport, error)
                 return error
 
-        with self._admission.slot(), ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(urls))) as pool:
-            return list(pool.map(one, urls))
+        with self._admission.slot(), ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(sources))) as pool:
+            return list(pool.map(one, sources))
 
     def _from_url(
         self, detector: Detector, url: str, options: DetectOptions, timeout: float | None, alive: Alive | None

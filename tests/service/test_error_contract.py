@@ -138,9 +138,14 @@ def test_grpc_honours_the_clients_deadline(service, image_server):
 
 
 def test_grpc_oversized_message_is_refused(service):
+    """grpcio refuses a message over the upload limit (ModelInfer carries images) before any thread reads
+    it; under it, a URL too long for any image server is the caller's INVALID_ARGUMENT."""
+    with pytest.raises(grpc.RpcError) as raised:
+        service.predict_grpc("http://127.0.0.1/" + "a" * (21 * 1024 * 1024))
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     with pytest.raises(grpc.RpcError) as raised:
         service.predict_grpc("http://127.0.0.1/" + "a" * 100_000)
-    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_errors_are_counted_by_code(service, image_server):

@@ -1,6 +1,6 @@
 """The tree's promises about who imports whom (docs/development.md, "Where a request goes").
 
-* Transports (``http_service``, ``grpc_service``) reach the request core only through ``serving``
+* Transports (``http_service``, ``grpc_service``, and ``inference_protocol`` under both) reach the request core only through ``serving``
   (the facade, its options and answers) and ``common``: never ``model``, the runtime behind it.
 * ``model`` knows nothing of requests, nor of the transports.
 * Tools and tests share ``harness``; ``scripts`` and ``tests`` never import each other.
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("common", "model", "serving", "http_service", "grpc_service", "exporters", "harness", "launcher",
+PACKAGES = ("common", "model", "serving", "inference_protocol", "http_service", "grpc_service", "exporters", "harness",
+            "launcher",
             "scripts", "tests", "client", "proto")
 
 
@@ -70,6 +71,10 @@ def _imports(module: str, load_time_only: bool) -> set[str]:
     return found
 
 
+# What speaks to callers: each reaches the request core through serving's facade only.
+TRANSPORTS = ("http_service", "grpc_service", "inference_protocol")
+
+
 def _top(module: str) -> str:
     return module.split(".")[0]
 
@@ -77,7 +82,7 @@ def _top(module: str) -> str:
 def test_transports_reach_the_core_only_through_the_facade():
     offenders = {
         module: sorted(t for t in _imports(module, load_time_only=False) if _top(t) in ("model", "exporters"))
-        for module in MODULES if _top(module) in ("http_service", "grpc_service")
+        for module in MODULES if _top(module) in TRANSPORTS
     }
     assert {m: t for m, t in offenders.items() if t} == {}
 
@@ -85,7 +90,7 @@ def test_transports_reach_the_core_only_through_the_facade():
 def test_the_model_knows_nothing_of_requests_or_transports():
     offenders = {
         module: sorted(t for t in _imports(module, load_time_only=False)
-                       if _top(t) in ("serving", "http_service", "grpc_service", "harness", "scripts", "tests"))
+                       if _top(t) in ("serving", *TRANSPORTS, "harness", "scripts", "tests"))
         for module in MODULES if _top(module) in ("model", "common")
     }
     assert {m: t for m, t in offenders.items() if t} == {}
