@@ -167,8 +167,11 @@ class DetectionService:
             except DetectorError as error:
                 return error
 
-        with self._admission.slot(), ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(sources))) as pool:
-            return list(pool.map(one, sources))
+        with self._admission.slot():
+            if len(sources) == 1:  # no pool to start for one image (a camera's frame, most protocol calls)
+                return [one(sources[0])]
+            with ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(sources))) as pool:
+                return list(pool.map(one, sources))
 
     def _from_url(
         self, detector: Detector, url: str, options: DetectOptions, timeout: float | None, alive: Alive | None
