@@ -34,14 +34,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _post_json(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
 def http_predictor(base_url: str) -> Predict:
     def predict(image_url: str) -> list[str]:
-        request = urllib.request.Request(
-            f"{base_url.rstrip('/')}/predict", data=json.dumps({"url": image_url}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.loads(response.read())["objects"]
+        return _post_json(f"{base_url.rstrip('/')}/predict", {"url": image_url})["objects"]
 
     return predict
 
@@ -75,12 +77,7 @@ def mean_score(results: dict[str, dict]) -> float:
 
 def v1_predictor(base_url: str) -> Predict:
     def predict(image_url: str) -> list[str]:
-        request = urllib.request.Request(
-            f"{base_url.rstrip('/')}/v1/detect", data=json.dumps({"url": image_url}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return [d["label"] for d in json.loads(response.read())["detections"]]
+        return [d["label"] for d in _post_json(f"{base_url.rstrip('/')}/v1/detect", {"url": image_url})["detections"]]
 
     return predict
 
@@ -91,12 +88,8 @@ def v2_http_predictor(base_url: str, model: str) -> Predict:
     def predict(image_url: str) -> list[str]:
         body = {"inputs": [{"name": "URL", "datatype": "BYTES", "shape": [1], "data": [image_url]}],
                 "outputs": [{"name": "detection_labels"}]}
-        request = urllib.request.Request(
-            f"{base_url.rstrip('/')}/v2/models/{model}/infer", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return [label for label in json.loads(response.read())["outputs"][0]["data"] if label]
+        answer = _post_json(f"{base_url.rstrip('/')}/v2/models/{model}/infer", body)
+        return [label for label in answer["outputs"][0]["data"] if label]
 
     return predict
 
