@@ -126,13 +126,13 @@ class DetectionService:
         ``timeout``: the caller's remaining seconds (gRPC's deadline), bounding the fetch;
         ``alive`` says whether the caller still waits: the model is not run for one who left.
         """
-        return self._serve(transport, url, options, lambda detector: self._from_url(detector, url, options, timeout, alive))
+        return self._serve(transport, url, options, lambda detector: self._from_source(detector, url, options, timeout, alive))
 
     def predict_bytes(
         self, transport: str, data: bytes, options: DetectOptions = DEFAULT_OPTIONS, alive: Alive | None = None
     ) -> Prediction:
         return self._serve(transport, "upload", options,
-                           lambda detector: self._pipeline.predict(detector, data, options, {}, alive))
+                           lambda detector: self._from_source(detector, data, options, None, alive))
 
     def batch(
         self,
@@ -158,11 +158,8 @@ class DetectionService:
             try:
                 if not alive():
                     raise CallerGone("the caller went away before this item was fetched")
-                if isinstance(source, bytes):
-                    work = lambda resolved: self._pipeline.predict(resolved, source, options, {}, alive)  # noqa: E731
-                else:
-                    work = lambda resolved: self._from_url(resolved, source, options, timeout, alive)  # noqa: E731
-                return self._serve(transport, "upload" if isinstance(source, bytes) else source, options, work,
+                return self._serve(transport, "upload" if isinstance(source, bytes) else source, options,
+                                   lambda resolved: self._from_source(resolved, source, options, timeout, alive),
                                    detector=detector, admit=False)
             except DetectorError as error:
                 return error
@@ -173,10 +170,14 @@ class DetectionService:
             with ThreadPoolExecutor(max_workers=min(BATCH_FETCH_THREADS, len(sources))) as pool:
                 return list(pool.map(one, sources))
 
-    def _from_url(
-        self, detector: Detector, url: str, options: DetectOptions, timeout: float | None, alive: Alive | None
+    def _from_source(
+        self, detector: Detector, source: str | bytes, options: DetectOptions, timeout: float | None,
+        alive: Alive | None,
     ) -> Prediction:
-        data, timings = self._pipeline.fetch(url, timeout)
+        """``source``: a URL to fetch (within ``timeout``), or the image's bytes."""
+        if isinstance(source, bytes):
+            return self._pipeline.predict(detector, source, options, {}, alive)
+        data, timings = self._pipeline.fetch(source, timeout)
         return self._pipeline.predict(detector, data, options, timings, alive)
 
     def _serve(
