@@ -27,7 +27,7 @@ from serving import DetectionService, Detector, lifecycle
 from grpc_service import drain
 from grpc_service.detection_servicer import DetectorServicer
 from grpc_service.handlers import add_servicer
-from http_service.limits import upload_body_bytes
+from common.limits import upload_body_bytes
 from grpc_service.inference_servicer import TRANSPORT as V2_TRANSPORT, InferenceServicer
 from proto import detection_pb2, grpc_inference_pb2, inference_pb2, inference_pb2_grpc
 

@@ -21,7 +21,7 @@ from http_service.detect_api import detect_blueprint
 from http_service.v2_api import v2_blueprint
 from http_service.errors import edge_blueprint, register_error_handlers
 from http_service.openapi import openapi_document
-from http_service.limits import JSON_BODY_BYTES, largest_body_bytes
+from common.limits import JSON_BODY_BYTES, largest_body_bytes
 from http_service.params import predict_url
 from http_service.response_models import PredictResponse, Status
 from http_service.responses import error_response, json_answer

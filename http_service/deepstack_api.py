@@ -21,7 +21,7 @@ from flask import Blueprint, request
 
 from http_service.caller import caller_alive
 from http_service.errors import register_route_errors
-from http_service.limits import upload_body_bytes
+from common.limits import upload_body_bytes
 from http_service.params import multipart_image
 from http_service.request_fields import DeepStackFields, validated
 from http_service.response_models import DeepStackError, DeepStackModelList, DeepStackPrediction, DeepStackResponse, ImageSize

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from http_service.caller import caller_alive
 from common.errors import DetectorError
-from http_service.limits import BATCH_BODY_BYTES
+from common.limits import BATCH_BODY_BYTES
 from http_service.params import ImageSource, image_request, json_body, options_from_fields
 from http_service.request_fields import DetectBody, batch_body
 from http_service.responses import detect_response, error_body, json_answer, model_details, model_list

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from http_service.limits import JSON_BODY_BYTES
+from common.limits import JSON_BODY_BYTES
 from http_service.responses import error_response
 from common.errors import DetectorError
 from serving import record_error

@@ -15,7 +15,7 @@ on the public port) reaches: slow clients never hold a gunicorn thread.
 # Python package is never imported by a serving process (model.vision_ops).
 import torch  # noqa: F401
 
-from http_service.limits import HEADER_LINE_BYTES
+from common.limits import HEADER_LINE_BYTES
 from common.settings import ServerSettings
 from common.metrics_dir import forget_dead_processes, prepare_dir
 

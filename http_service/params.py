@@ -14,7 +14,7 @@ from typing import Any
 from flask import Request
 from werkzeug.datastructures import MultiDict
 
-from http_service.limits import upload_body_bytes
+from common.limits import upload_body_bytes
 from http_service.request_fields import DetectBody, Options, PredictBody, text_fields, validated
 from common.errors import ImageTooLarge, InvalidRequest, UnsupportedMediaType
 from serving import DetectOptions

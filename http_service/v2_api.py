@@ -24,7 +24,7 @@ from flask import Blueprint, Response, jsonify, request
 from common.errors import InvalidRequest
 from http_service.caller import caller_alive
 from http_service.errors import register_route_errors
-from http_service.limits import upload_body_bytes
+from common.limits import upload_body_bytes
 from inference_protocol import model_io
 from inference_protocol.tensors import InferRequest, InputTensor, OutputTensor, decode_bytes, element_count
 from serving import DetectionService

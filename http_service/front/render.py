@@ -7,7 +7,7 @@ import pwd
 from pathlib import Path
 from string import Template
 
-from http_service.limits import BATCH_BODY_BYTES, HEADER_LINE_BYTES, JSON_BODY_BYTES, upload_body_bytes
+from common.limits import BATCH_BODY_BYTES, HEADER_LINE_BYTES, JSON_BODY_BYTES, upload_body_bytes
 from common.settings import ServerSettings, Settings
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
