@@ -155,12 +155,14 @@ class Detector:
         threshold: float | None = None,
         with_masks: bool = False,
         alive: Alive | None = None,
+        waits: dict[str, float] | None = None,
     ) -> list[Detection]:
         """Detections at or above the threshold, highest score first, placeholders dropped.
 
-        ``alive``: skip the work if the caller has gone by the time the model is free.
+        ``alive``: skip the work if the caller has gone by the time the model is free;
+        ``waits["queue"]``: the seconds spent waiting for it (InferenceThread.call).
         """
-        return self._thread.call(self._detect, image, threshold, with_masks, alive=alive)
+        return self._thread.call(self._detect, image, threshold, with_masks, alive=alive, waits=waits)
 
     def _detect(self, image: torch.Tensor, threshold: float | None, with_masks: bool) -> list[Detection]:
         threshold = self.score_threshold if threshold is None else threshold

@@ -14,6 +14,7 @@ dropped when its turn comes instead of costing a forward pass.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -29,14 +30,19 @@ class InferenceThread:
         # The thread starts on the first call, so a module-level instance survives gunicorn's fork.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
-    def call(self, fn: Callable[..., T], *args: object, alive: Alive | None = None) -> T:
+    def call(self, fn: Callable[..., T], *args: object, alive: Alive | None = None,
+             waits: dict[str, float] | None = None) -> T:
         """Run ``fn(*args)`` on the model thread and return (or raise) what it did.
 
         ``alive`` is asked when the work's turn comes; if the caller has gone, the
-        work is skipped and CallerGone raised instead.
+        work is skipped and CallerGone raised instead. ``waits["queue"]`` gets the seconds the
+        work waited for its turn (the stage metrics' ``queue``).
         """
+        submitted = time.perf_counter()
 
         def run() -> T:
+            if waits is not None:
+                waits["queue"] = time.perf_counter() - submitted
             if alive is not None and not alive():
                 raise CallerGone("the caller went away before the model ran")
             return fn(*args)

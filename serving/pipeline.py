@@ -62,7 +62,10 @@ class Pipeline:
             release_freed_memory(cost)
         tensor = to_tensor(image)
         decoded_at = time.perf_counter()
-        detections = options.select(detector.detect(tensor, options.threshold, options.masks, alive))
+        waits: dict[str, float] = {}
+        detections = options.select(detector.detect(tensor, options.threshold, options.masks, alive, waits))
         done = time.perf_counter()
-        timings = {**timings, "decode": decoded_at - started, "inference": done - decoded_at}
+        queue = waits.get("queue", 0.0)
+        # "queue": waiting for the model thread (other requests' forwards); "inference": the model's own time.
+        timings = {**timings, "decode": decoded_at - started, "queue": queue, "inference": done - decoded_at - queue}
         return Prediction(detections, image, preview, original_size, detector, timings)

@@ -46,7 +46,7 @@ def test_detect_by_url_gives_boxes_scores_and_the_predict_labels(service, image_
     dog = next(d for d in body["detections"] if d["label"] == "dog")
     # The dog sits in the lower left of this picture.
     assert dog["box"][0] < 300 and dog["box"][1] > 150
-    assert set(body["timing_ms"]) == {"fetch", "decode", "inference"}
+    assert set(body["timing_ms"]) == {"fetch", "decode", "queue", "inference"}
 
 
 def test_options_threshold_classes_and_max_detections(service, image_server):
@@ -213,7 +213,7 @@ def test_grpc_detect_matches_http(service, image_server):
         assert [got.box.x1, got.box.y1, got.box.x2, got.box.y2] == pytest.approx(want["box"], abs=0.01)
         assert not got.HasField("mask")
     assert reply.threshold == pytest.approx(0.2)
-    assert set(reply.timing_ms) == {"fetch", "decode", "inference"}
+    assert set(reply.timing_ms) == {"fetch", "decode", "queue", "inference"}
     # Consistent with HTTP: the class list only from GetModel, timings to 0.1 ms.
     assert list(reply.model.classes) == [] and "classes" not in http["model"]
     assert all(value == round(value, 1) for value in reply.timing_ms.values())
