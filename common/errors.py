@@ -56,6 +56,23 @@ class Unauthorized(DetectorError):
     default_field = "api_key"
 
 
+class Forbidden(DetectorError):
+    """An operator's call (the model repository's load and unload) without the operator's token, or
+    with no token configured; the message says how to enable them."""
+
+    code = "forbidden"
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+
+
+class Conflict(DetectorError):
+    """The call is well formed but the service's state forbids it (unloading the default model)."""
+
+    code = "conflict"
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class AddressNotAllowed(DetectorError):
     code = "address_not_allowed"
     default_field = "url"

@@ -281,6 +281,10 @@ class Settings:
     deepstack_api_key: str = setting(
         "DETECTOR_DEEPSTACK_API_KEY", "", "when set, the DeepStack routes require this `api_key` form field "
         "(401 otherwise)", shown_default="empty (no key)", strip=False)
+    admin_token: str = setting(
+        "DETECTOR_ADMIN_TOKEN", "", "when set, the inference protocol's model repository `load` and `unload` "
+        "answer callers presenting it as `Authorization: Bearer <token>` (gRPC: `authorization` metadata); "
+        "unset, they answer 403", shown_default="empty (load and unload refused)", strip=False)
     deepstack_max_predictions: int = setting(
         "DETECTOR_DEEPSTACK_MAX_PREDICTIONS", DEEPSTACK_MAX_PREDICTIONS, "the DeepStack routes answer at most this "
         "many predictions, the highest scores (`0`: the models' own 100); 20 because Frigate's plugin fails on more",

@@ -21,7 +21,12 @@ models through one implementation. A refresh, per model:
 * falls back to the highest remaining version when the serving version's folder is removed
   (that is how an operator rolls back);
 * unloads a model whose folder is gone, except the default model: it keeps its last loaded
-  copy, so ``/predict`` never breaks, and says so.
+  copy, so ``/predict`` never breaks, and says so;
+* leaves unloaded a model whose folder holds ``UNLOADED_FILE`` (the inference protocol's
+  repository ``unload``, or an operator's ``touch``): the state lives on disk, so every
+  process follows it, and a restart keeps it. :meth:`ModelRepository.set_loaded` writes it and
+  touches ``<root>/CHANGED_FILE``, which every poller checks twice a second, so all processes
+  follow within about that, not a full poll interval.
 
 All models share the process's one :class:`InferenceThread`: one OpenMP team, whichever model
 a request asks for. Loading runs on the poller thread; only the warm-up passes queue on the
@@ -41,19 +46,34 @@ from typing import Callable, Iterable
 
 from model.card import CARD_FILE
 from model.detector import Detector
-from common.errors import ModelNotFound, ModelNotReady
+from common.errors import Conflict, ModelNotFound, ModelNotReady
 from model.inference_thread import InferenceThread
 from common.metrics import MODEL_LOAD_FAILURES, MODEL_VERSIONS_LOADED
 
 log = logging.getLogger(__name__)
 
 VERSION_NAME = re.compile(r"[1-9][0-9]{0,8}")
-LOADING, READY, FAILED, UNLOADED = "loading", "ready", "failed", "unloaded"
+
+
+class RepositoryState:
+    """A version's state in one process, as listings and the repository index show it."""
+
+    LOADING, READY, FAILED, UNLOADED = "loading", "ready", "failed", "unloaded"
+
+
+LOADING, READY, FAILED, UNLOADED = RepositoryState.LOADING, RepositoryState.READY, RepositoryState.FAILED, \
+    RepositoryState.UNLOADED
 # With DETECTOR_DEFAULT_MODEL unset and several models present: the order `make run`'s
 # MODEL_SOURCE=auto tries them in (exporters.builder.export_auto), then by name.
 AUTO_ORDER = ("maskrcnn_resnet50_fpn_v2", "yolov5s", "mb3-centernet")
 # In a model's folder: a version on its way, as exporters.int8_next writes it (listed as "upcoming").
 UPCOMING_FILE = ".int8-next"
+# In a model's folder: an operator unloaded the model (the protocol's repository extension).
+UNLOADED_FILE = ".unloaded"
+# In the repository's root: touched on every load or unload, so every process rescans at once.
+CHANGED_FILE = ".changed"
+# How often a poller looks at CHANGED_FILE between its full rescans.
+CHANGE_CHECK_SECONDS = 0.5
 
 # Versions found on disk: model name -> version -> folder.
 Found = dict[str, dict[int, Path]]
@@ -102,13 +122,18 @@ def _upcoming(folder: Path | None) -> str | None:
         return None
 
 
-def _stamp(folder: Path) -> tuple[int, int] | None:
-    """What identifies a version folder's contents cheaply: its sidecar's mtime and size."""
+def _stamp(folder: Path, name: str = CARD_FILE) -> tuple[int, int] | None:
+    """What identifies a file's contents cheaply (a version folder's sidecar by default): its mtime and size."""
     try:
-        stat = (folder / CARD_FILE).stat()
+        stat = (folder / name).stat()
     except OSError:
         return None
     return stat.st_mtime_ns, stat.st_size
+
+
+def _unloaded(versions: dict[int, Path]) -> bool:
+    """The model's folder (its versions' parent) says an operator unloaded it."""
+    return (next(iter(versions.values())).parent / UNLOADED_FILE).exists()
 
 
 @dataclass
@@ -134,6 +159,16 @@ class ServedModel:
 
 
 @dataclass(frozen=True)
+class IndexEntry:
+    """One version on disk and its state in this process (the repository index)."""
+
+    name: str
+    version: int
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class ModelStatus:
     """A consistent snapshot of one model for listings (/v1/models, ListModels)."""
 
@@ -154,8 +189,12 @@ class ModelRepository:
         loader: Loader,
         default: str | None = None,
         only: Iterable[str] | None = None,
+        root: Path | None = None,
     ):
+        """``root``: the repository's folder, where loads and unloads are kept (None: a single export,
+        which cannot be unloaded)."""
         self._scan = scan
+        self._root = Path(root) if root is not None else None
         self._loader = loader
         self._wanted_default = default
         self._only = frozenset(only) if only else None
@@ -217,14 +256,63 @@ class ModelRepository:
             entry = self._models.get(self.default) if self.default else None
             return entry is not None and entry.detector is not None
 
+    def index(self) -> list[IndexEntry]:
+        """Every version on disk (of the models this process may serve), unloaded models included."""
+        entries = []
+        for name, versions in sorted(self._allowed(self._scan()).items()):
+            unloaded = _unloaded(versions)
+            with self._lock:
+                entry = self._models.get(name)
+                states = dict(entry.versions) if entry is not None and not unloaded else {}
+                serving = entry.version if entry is not None else None
+            for version in sorted(versions):
+                state = states.get(version)
+                if unloaded:
+                    entries.append(IndexEntry(name, version, UNLOADED, "unloaded by an operator"))
+                elif state is None:
+                    entries.append(IndexEntry(name, version, UNLOADED, "not scanned yet"))
+                elif state.state == UNLOADED and serving is not None:
+                    entries.append(IndexEntry(name, version, UNLOADED, f"version {serving} serves this model"))
+                else:
+                    entries.append(IndexEntry(name, version, state.state, state.reason))
+        return entries
+
+    # -- loading and unloading (an operator, through the inference protocol) --------------------
+
+    def set_loaded(self, name: str, loaded: bool) -> None:
+        """Mark ``name`` loaded or unloaded in the repository for every process, and follow it here.
+
+        Returns once this process has loaded (or unloaded) it; the others follow within
+        CHANGE_CHECK_SECONDS. Refuses the default model's unload: ``/predict`` must keep serving.
+        """
+        if self._root is None:
+            raise Conflict("this service serves one export (DETECTOR_MODEL_DIR): its model cannot be loaded or "
+                           "unloaded; serve a repository (DETECTOR_MODEL_REPOSITORY) for that")
+        found = self._allowed(self._scan())
+        if name not in found:
+            names = sorted(found)
+            raise ModelNotFound(f"no model named {name!r} in the repository; it holds: {', '.join(names) or 'none'}",
+                                choices=names)
+        if not loaded and name == self.default:
+            raise Conflict(f"model {name!r} is the default model (/predict serves it): it cannot be unloaded; "
+                           "make another model the default (DETECTOR_DEFAULT_MODEL) first")
+        marker = next(iter(found[name].values())).parent / UNLOADED_FILE
+        if loaded:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.write_text("unloaded through the inference protocol's repository API; delete this file, or "
+                              "load the model, to serve it again\n")
+        (self._root / CHANGED_FILE).write_text(f"{time.time_ns()}\n")
+        self.refresh()
+        log.info("model %s %s by an operator", name, "loaded" if loaded else "unloaded")
+
     # -- refreshing (the poller thread) -----------------------------------------------------
 
     def refresh(self) -> None:
         """One pass over the repository: load what is new, fall back from what was removed."""
         with self._refreshing:
-            found = self._scan()
-            if self._only is not None:
-                found = {name: versions for name, versions in found.items() if name in self._only}
+            found = {name: versions for name, versions in self._allowed(self._scan()).items()
+                     if not _unloaded(versions)}
             with self._lock:
                 if self.default is None:
                     self.default = self._choose_default(found)
@@ -234,6 +322,12 @@ class ModelRepository:
                 self._refresh_model(self._models[name], found[name])
             for name in [n for n in self.names() if n not in found]:
                 self._forget(name)
+
+    def _allowed(self, found: Found) -> Found:
+        """The models DETECTOR_MODELS lets this process serve."""
+        if self._only is None:
+            return found
+        return {name: versions for name, versions in found.items() if name in self._only}
 
     def _choose_default(self, found: Found) -> str | None:
         if self._wanted_default:
@@ -321,12 +415,16 @@ class ModelRepository:
         log.info("model %s is gone from the repository: unloaded (requests already running finish on it)", name)
 
     def poll(self, interval: float) -> threading.Thread:
-        """Refresh every ``interval`` seconds, on a daemon thread that ends with the process; a failed
-        pass is logged, not fatal."""
+        """Refresh every ``interval`` seconds, and as soon as a load or unload touches CHANGED_FILE, on a
+        daemon thread that ends with the process; a failed pass is logged, not fatal."""
 
         def run() -> None:
+            changed = self._changed_stamp()
             while True:
-                time.sleep(interval)
+                due = time.monotonic() + interval
+                while time.monotonic() < due and self._changed_stamp() == changed:
+                    time.sleep(min(CHANGE_CHECK_SECONDS, max(due - time.monotonic(), 0)))
+                changed = self._changed_stamp()
                 try:
                     self.refresh()
                 except Exception:  # noqa: BLE001 - the next pass tries again
@@ -335,3 +433,6 @@ class ModelRepository:
         thread = threading.Thread(target=run, name="model-repository", daemon=True)
         thread.start()
         return thread
+
+    def _changed_stamp(self) -> tuple[int, int] | None:
+        return _stamp(self._root, CHANGED_FILE) if self._root is not None else None

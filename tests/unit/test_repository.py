@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from common.errors import ModelNotFound, ModelNotReady
+from common.errors import Conflict, ModelNotFound, ModelNotReady
 from common.metrics import MODEL_LOAD_FAILURES
-from model.repository import FAILED, READY, UNLOADED, ModelRepository, scan_repository, single_export
+from model.repository import (CHANGED_FILE, FAILED, READY, UNLOADED, UNLOADED_FILE, IndexEntry, ModelRepository,
+                              scan_repository, single_export)
 
 
 class Loaded:
@@ -44,7 +46,7 @@ def add(root: Path, name: str, version: int | str, broken: bool = False) -> Path
 
 
 def repository(root: Path, default: str | None = None, only=None) -> ModelRepository:
-    return ModelRepository(lambda: scan_repository(root), loader, default, only)
+    return ModelRepository(lambda: scan_repository(root), loader, default, only, root=root)
 
 
 def states(repo: ModelRepository, name: str) -> dict[int, str]:
@@ -173,3 +175,63 @@ def test_a_single_export_is_a_one_model_repository(tmp_path):
     repo = ModelRepository(single_export(folder), loader)
     repo.refresh()
     assert (repo.get().name, repo.get().version, repo.default) == ("yolov5s", 1, "yolov5s")
+
+
+def test_unload_and_load_keep_their_state_on_disk_for_every_process(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    add(tmp_path, "mb3-centernet", 1)
+    add(tmp_path, "mb3-centernet", 2)
+    took_the_call, other_process = repository(tmp_path, "yolov5s"), repository(tmp_path, "yolov5s")
+    took_the_call.refresh()
+    other_process.refresh()
+
+    took_the_call.set_loaded("mb3-centernet", False)
+    assert (tmp_path / "mb3-centernet" / UNLOADED_FILE).is_file() and (tmp_path / CHANGED_FILE).is_file()
+    with pytest.raises(ModelNotFound):
+        took_the_call.get("mb3-centernet")
+    other_process.refresh()  # what its poller does once CHANGED_FILE moves
+    with pytest.raises(ModelNotFound):
+        other_process.get("mb3-centernet")
+    assert repository(tmp_path, "yolov5s").index() == [  # a restarted process keeps it unloaded
+        IndexEntry("mb3-centernet", 1, UNLOADED, "unloaded by an operator"),
+        IndexEntry("mb3-centernet", 2, UNLOADED, "unloaded by an operator"),
+        IndexEntry("yolov5s", 1, UNLOADED, "not scanned yet"),
+    ]
+    assert other_process.index()[-1] == IndexEntry("yolov5s", 1, READY)
+
+    took_the_call.set_loaded("mb3-centernet", True)
+    assert not (tmp_path / "mb3-centernet" / UNLOADED_FILE).exists()
+    assert took_the_call.get("mb3-centernet").version == 2
+    other_process.refresh()
+    assert other_process.get("mb3-centernet").version == 2
+    assert [(e.version, e.state, e.reason) for e in other_process.index() if e.name == "mb3-centernet"] == [
+        (1, UNLOADED, "version 2 serves this model"), (2, READY, "")]
+
+
+def test_the_default_model_and_unknown_names_cannot_be_unloaded(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    repo = repository(tmp_path, "yolov5s", only=["yolov5s"])
+    add(tmp_path, "hidden-by-detector-models", 1)
+    repo.refresh()
+    with pytest.raises(Conflict, match="default model"):
+        repo.set_loaded("yolov5s", False)
+    with pytest.raises(ModelNotFound) as unknown:
+        repo.set_loaded("hidden-by-detector-models", True)  # outside DETECTOR_MODELS: not this service's
+    assert unknown.value.choices == ["yolov5s"]
+    assert not (tmp_path / "yolov5s" / UNLOADED_FILE).exists() and repo.get().version == 1
+    single = ModelRepository(single_export(tmp_path / "yolov5s" / "1"), loader)
+    with pytest.raises(Conflict, match="DETECTOR_MODEL_DIR"):
+        single.set_loaded("yolov5s", True)
+
+
+def test_a_poller_follows_a_change_within_a_second_not_a_poll_interval(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    add(tmp_path, "mb3-centernet", 1)
+    other_process = repository(tmp_path, "yolov5s")
+    other_process.refresh()
+    other_process.poll(3600.0)
+    repository(tmp_path, "yolov5s").set_loaded("mb3-centernet", False)
+    deadline = time.monotonic() + 10
+    while "mb3-centernet" in other_process.names() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert other_process.names() == ["yolov5s"]
