@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.metrics_core import Metric
 
@@ -31,12 +31,27 @@ REQUEST_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 STAGE_SECONDS = Histogram(
-    "app_stage_duration_seconds", "Time per pipeline stage (fetch, decode, inference).",
+    "app_stage_duration_seconds",
+    "Time per pipeline stage (fetch, decode, queue: waiting for the model thread, inference: the model's own).",
     ["transport", "model", "stage"], buckets=_LATENCY_BUCKETS,
 )
 ERRORS = Counter(
     "app_request_errors", "Failed requests by error code: every route, both transports, the front's refusals.",
     ["transport", "model", "code"],
+)
+# Per model *version*, for the inference protocol's statistics (serving.statistics); a version is one
+# the repository loaded, so the label stays bounded.
+MODEL_PREDICTIONS = Summary(
+    "app_model_prediction_seconds", "Predictions per model version by outcome (success, fail): count and seconds.",
+    ["model", "version", "outcome"],
+)
+MODEL_STAGES = Summary(
+    "app_model_stage_seconds", "Stages of the successful predictions per model version: count and seconds.",
+    ["model", "version", "stage"],
+)
+MODEL_LAST_PREDICTION = Gauge(
+    "app_model_last_prediction_timestamp_seconds", "When a model version last answered a prediction (Unix time).",
+    ["model", "version"], multiprocess_mode="max",
 )
 MODEL_VERSIONS_LOADED = Gauge(
     "app_model_versions_loaded",
@@ -76,6 +91,11 @@ class _AllTransportsCollector:
             str(path) for transport in TRANSPORTS for path in (_METRICS_ROOT / transport).glob("*.db")
         )
         return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
+def collect() -> list[Metric]:
+    """Every family, merged across all serving processes as the exposition merges them."""
+    return list(_AllTransportsCollector().collect())
 
 
 def render() -> tuple[bytes, str]:

@@ -61,7 +61,8 @@ def build(settings: Settings) -> tuple[DetectionService, ModelRepository]:
     repository, which only the lifecycle fills; nothing is loaded yet."""
     scan = single_export(settings.model_dir) if settings.model_dir else (
         lambda: scan_repository(settings.model_repository))
-    repository = ModelRepository(scan, warm_loader(settings), settings.default_model, settings.models)
+    repository = ModelRepository(scan, warm_loader(settings), settings.default_model, settings.models,
+                                 root=None if settings.model_dir else settings.model_repository)
     return DetectionService(settings, repository), repository
 
 

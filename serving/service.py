@@ -16,13 +16,15 @@ from contextlib import nullcontext
 from typing import Callable
 from urllib.parse import urlsplit
 
-from common.errors import CallerGone, DetectorError, ModelNotFound, ModelNotReady
+from common.errors import CallerGone, DetectorError, InvalidRequest, ModelNotFound, ModelNotReady
 from common.metrics import ERRORS, IN_FLIGHT, REQUEST_SECONDS, STAGE_SECONDS
 from common.settings import Settings
 from model.detector import Detector
 from model.inference_thread import Alive
-from model.repository import ModelRepository, ModelStatus
+from model.repository import IndexEntry, ModelRepository, ModelStatus
+import serving.statistics as statistics
 from serving.admission import Admission
+from serving.operator import check_operator
 from serving.options import DetectOptions
 from serving.pipeline import Pipeline
 from serving.prediction import Prediction
@@ -111,6 +113,49 @@ class DetectionService:
     def model_names(self) -> list[str]:
         return self._repository.names()
 
+    # -- the repository, for operators (the inference protocol's extensions) --------------------
+
+    def repository_index(self) -> list[IndexEntry]:
+        """Every version on disk and its state here, models unloaded by an operator included."""
+        return self._repository.index()
+
+    def load_model(self, name: str, authorization: str | None) -> None:
+        """Serve ``name`` again in every process; returns once this process serves it.
+
+        ``authorization``: the caller's ``Authorization`` value, checked against DETECTOR_ADMIN_TOKEN.
+        """
+        check_operator(self.settings.admin_token, authorization)
+        self._repository.set_loaded(name, True)
+        self.model(name)
+
+    def unload_model(self, name: str, authorization: str | None) -> None:
+        """Stop serving ``name`` in every process (not the default model); requests running finish."""
+        check_operator(self.settings.admin_token, authorization)
+        self._repository.set_loaded(name, False)
+
+    def model_statistics(self, name: str | None = None, version: int | None = None
+                         ) -> list[statistics.VersionStatistics]:
+        """Predictions per model version, summed over every process: all versions served, or ``name``'s
+        (and only ``version``, if given). An unknown name or version is ModelNotFound."""
+        recorded = statistics.read()
+        serving = {(status.name, status.serving_version) for status in self._repository.status()
+                   if status.serving_version is not None}
+        known = sorted(set(recorded) | serving)
+        if name:
+            if name not in {model for model, _ in known} | set(self._repository.names()):
+                names = self._repository.names()
+                raise ModelNotFound(f"no model named {name!r} in this service; it serves: {', '.join(names) or 'none'}",
+                                    choices=names)
+            known = [key for key in known if key[0] == name]
+            if version is not None:
+                if (name, version) not in known:
+                    raise ModelNotFound(f"model {name!r} has no version {version} served since the service started",
+                                        field="version")
+                known = [(name, version)]
+        elif version is not None:
+            raise InvalidRequest("a version needs a model name")
+        return [recorded.get(key) or statistics.VersionStatistics(*key) for key in known]
+
     # -- predictions ---------------------------------------------------------------------------
 
     def predict_url(
@@ -196,6 +241,7 @@ class DetectionService:
         """
         started = time.perf_counter()
         label = "-"
+        resolved: Detector | None = None
         in_flight = IN_FLIGHT.labels(transport)
         try:
             resolved = detector if detector is not None else self.model(options.model)
@@ -212,14 +258,19 @@ class DetectionService:
             # A model that could not be resolved is labelled as model() named it ("-" if unknown).
             label = error.model if label == "-" else label
             error.host, error.model = _host_of(source), label
+            if resolved is not None:
+                statistics.record(resolved, statistics.FAIL, time.perf_counter() - started, {})
             raise
         except Exception:
             log.exception("predict crashed transport=%s model=%s host=%s", transport, label, _host_of(source))
             error = DetectorError("internal error while processing the image")
             error.host, error.model = _host_of(source), label
+            if resolved is not None:
+                statistics.record(resolved, statistics.FAIL, time.perf_counter() - started, {})
             raise error from None
         finally:
             REQUEST_SECONDS.labels(transport, label).observe(time.perf_counter() - started)
         for stage, seconds in prediction.timings.items():
             STAGE_SECONDS.labels(transport, label, stage).observe(seconds)
+        statistics.record(resolved, statistics.SUCCESS, time.perf_counter() - started, prediction.timings)
         return prediction
