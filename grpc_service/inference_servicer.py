@@ -11,19 +11,22 @@ from __future__ import annotations
 import grpc
 
 from common.errors import InvalidRequest, ModelNotReady
-from inference_protocol import model_io
+from inference_protocol import extensions, model_io
 from inference_protocol.tensors import InferRequest, InputTensor, decode_bytes, element_count
 from proto import grpc_inference_pb2 as pb
 from serving import DetectionService
 
 TRANSPORT = "v2-grpc"
-SERVER_NAME = "instance-detector"
-SERVER_VERSION = "1.0.0"
 
 
 def _value(parameter: pb.InferParameter) -> object:
     choice = parameter.WhichOneof("parameter_choice")
     return None if choice is None else getattr(parameter, choice)
+
+
+def _authorization(context: grpc.ServicerContext) -> str | None:
+    """The caller's ``authorization`` metadata (the HTTP header's twin)."""
+    return next((value for key, value in context.invocation_metadata() if key == "authorization"), None)
 
 
 def _inputs(request: pb.ModelInferRequest) -> list[InputTensor]:
@@ -48,7 +51,7 @@ def _inputs(request: pb.ModelInferRequest) -> list[InputTensor]:
 
 
 class InferenceServicer:
-    """The protocol's six calls; registered through grpc_service.handlers like the other services."""
+    """The protocol's calls and Triton's repository and statistics extensions; registered through grpc_service.handlers like the other services."""
 
     def __init__(self, service: DetectionService):
         self.service = service
@@ -67,7 +70,8 @@ class InferenceServicer:
         return pb.ModelReadyResponse(ready=True)
 
     def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext):  # noqa: N802
-        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=[])
+        return pb.ServerMetadataResponse(name=model_io.SERVER_NAME, version=model_io.SERVER_VERSION,
+                                         extensions=extensions.EXTENSIONS)
 
     def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext):  # noqa: N802
         found = model_io.metadata(self.service, model_io.resolve(self.service, request.name, request.version))
@@ -92,3 +96,23 @@ class InferenceServicer:
             outputs=[output(name=t.name, datatype=t.datatype, shape=t.shape) for t in tensors],
             raw_output_contents=[t.raw() for t in tensors],
         )
+
+    def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: grpc.ServicerContext):  # noqa: N802
+        found = extensions.statistics(self.service, request.name, request.version)
+        return pb.ModelStatisticsResponse(model_stats=[pb.ModelStatistics(**entry) for entry in found])
+
+    def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.ServicerContext):  # noqa: N802
+        entry = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(
+            models=[entry(**found) for found in extensions.index(self.service, request.ready)])
+
+    def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext):  # noqa: N802
+        extensions.check_load_parameters(dict(request.parameters))
+        self.service.load_model(request.model_name, _authorization(context))
+        return pb.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest,  # noqa: N802
+                              context: grpc.ServicerContext):
+        extensions.check_load_parameters(dict(request.parameters))
+        self.service.unload_model(request.model_name, _authorization(context))
+        return pb.RepositoryModelUnloadResponse()

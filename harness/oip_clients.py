@@ -7,7 +7,8 @@ Runs in the clients' own environment (``.venv-clients``, ``make clients``), not 
 (tritonclient http, http.aio, grpc, grpc.aio; the kserve SDK's REST and gRPC clients) and each
 call (readiness, metadata, inference with image bytes, binary and JSON, and with URLs, batches
 of 1 and 4) it prints one JSON line: client, call, and what came back (labels per image, shapes,
-datatypes), or the error. Imports nothing of the project.
+datatypes), or the error; tritonclient's also read the repository index and statistics, and
+``--clients repository`` unloads and loads a model. Imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -83,6 +84,51 @@ def tritonclient_calls(args: argparse.Namespace, image: bytes) -> dict[str, Call
         "tritonclient.grpc IMAGE B=4": lambda: grpc_infer("IMAGE", 4),
         "tritonclient.grpc URL B=1": lambda: grpc_infer("URL", 1),
         "tritonclient.grpc URL B=4": lambda: grpc_infer("URL", 4),
+        "tritonclient.http repository index": http.get_model_repository_index,
+        "tritonclient.http statistics": lambda: http.get_inference_statistics(args.model),
+        "tritonclient.grpc repository index": lambda: grpc_.get_model_repository_index(as_json=True),
+        "tritonclient.grpc statistics": lambda: grpc_.get_inference_statistics(args.model, as_json=True),
+    }
+
+
+def repository_calls(args: argparse.Namespace, image: bytes) -> dict[str, Callable[[], Any]]:
+    """tritonclient's model repository calls on ``--spare``: unload over one transport, load over the
+    other, each followed by what the other transport (another process) then says."""
+    import time
+
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    http = httpclient.InferenceServerClient(args.http, network_timeout=300)
+    grpc_ = grpcclient.InferenceServerClient(args.grpc)
+    # gRPC metadata keys are lower case; HTTP's header is the same key.
+    auth = {"authorization": f"Bearer {args.token}"} if args.token else {}
+
+    def until(ready: Callable[[str], bool], expected: bool) -> float:
+        """Seconds until the other transport's process agrees with what this one just did."""
+        def answer() -> bool:
+            try:
+                return ready(args.spare)
+            except InferenceServerException:  # gRPC: an unloaded model is NOT_FOUND
+                return False
+
+        started = time.monotonic()
+        while answer() != expected:
+            if time.monotonic() - started > 120:
+                raise TimeoutError(f"still ready={not expected} after 120 s")
+            time.sleep(0.1)
+        return round(time.monotonic() - started, 2)
+
+    return {
+        "tritonclient.http unload": lambda: http.unload_model(args.spare, headers=auth) or "ok",
+        "tritonclient.grpc follows unload": lambda: until(grpc_.is_model_ready, False),
+        "tritonclient.http index after unload": lambda: [m for m in http.get_model_repository_index()
+                                                        if m["name"] == args.spare],
+        "tritonclient.grpc load": lambda: grpc_.load_model(args.spare, headers=auth) or "ok",
+        "tritonclient.http follows load": lambda: until(http.is_model_ready, True),
+        "tritonclient.grpc index after load": lambda: [m for m in grpc_.get_model_repository_index(
+            as_json=True)["models"] if m["name"] == args.spare],
     }
 
 
@@ -166,12 +212,17 @@ def main() -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--image", type=Path, required=True)
     parser.add_argument("--url", required=True, help="the same photo at a URL the server may fetch")
-    parser.add_argument("--clients", choices=("tritonclient", "kserve"), required=True,
-                        help="which library's clients (one process each: their protobuf modules collide)")
+    parser.add_argument("--clients", choices=("tritonclient", "kserve", "repository"), required=True,
+                        help="which library's clients (one process each: their protobuf modules collide); "
+                             "repository: tritonclient's load and unload of --spare")
+    parser.add_argument("--spare", help="with --clients repository: a model to unload and load again")
+    parser.add_argument("--token", default="", help="with --clients repository: the operator's token")
     args = parser.parse_args()
     image = args.image.read_bytes()
     if args.clients == "tritonclient":
         calls = {**tritonclient_calls(args, image), **triton_async_calls(args, image)}
+    elif args.clients == "repository":
+        calls = repository_calls(args, image)
     else:
         calls = kserve_calls(args, image)
     for name, call in calls.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -260,6 +261,16 @@ class ServiceProcess:
     def error_count(self, transport: str, code: str) -> float:
         """``app_request_errors_total{transport, code}``."""
         return self.metric("app_request_errors", transport=transport, code=code)
+
+
+def add_version(repository: Path, name: str, version: int | str, export: Path) -> Path:
+    """A copy of ``export`` as ``<name>/<version>/``, made aside and renamed into place as documented."""
+    staging = repository / f".staging-{name}-{version}"
+    shutil.copytree(export, staging)
+    (repository / name).mkdir(parents=True, exist_ok=True)
+    target = repository / name / str(version)
+    os.rename(staging, target)
+    return target
 
 
 def service_processes(run_dir: Path, session: int) -> list[int]:

@@ -25,15 +25,14 @@ from common.errors import InvalidRequest
 from http_service.caller import caller_alive
 from http_service.errors import register_route_errors
 from common.limits import upload_body_bytes
-from inference_protocol import model_io
+from inference_protocol import extensions, model_io
 from inference_protocol.tensors import InferRequest, InputTensor, OutputTensor, decode_bytes, element_count
 from serving import DetectionService
 
 TRANSPORT = "v2-http"
-SERVER_NAME = "instance-detector"
-SERVER_VERSION = "1.0.0"
-EXTENSIONS = ["binary_tensor_data"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
+# A repository call's body is a few parameters at most.
+SMALL_BODY_BYTES = 64 * 1024
 
 
 def _flatten(data: object) -> list[object]:
@@ -76,6 +75,20 @@ def _body() -> tuple[dict[str, Any], bytes]:
     if not isinstance(body, dict):
         raise InvalidRequest("the inference request must be a JSON object")
     return body, binary
+
+
+def _small_json() -> dict[str, Any]:
+    """The optional JSON object of a repository call (an empty body is ``{}``)."""
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("the request body must be JSON, or empty") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
 
 
 def _parameters(node: dict[str, Any], where: str) -> dict[str, Any]:
@@ -165,7 +178,8 @@ def v2_blueprint(service: DetectionService) -> Blueprint:
 
     @api.get("/v2")
     def server_metadata() -> Any:
-        return jsonify({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
+        return jsonify({"name": model_io.SERVER_NAME, "version": model_io.SERVER_VERSION,
+                        "extensions": extensions.EXTENSIONS})
 
     # Health answers carry the spec's JSON bodies (the kserve SDK reads them); Triton's clients read the status.
     @api.get("/v2/health/live")
@@ -187,6 +201,34 @@ def v2_blueprint(service: DetectionService) -> Blueprint:
     @api.get("/v2/models/<name>/versions/<version>/ready")
     def model_ready(name: str, version: str = "") -> Any:
         return jsonify({"name": model_io.resolve(service, name, version).name, "ready": True})
+
+    @api.post("/v2/repository/index")
+    def repository_index() -> Any:
+        request.max_content_length = SMALL_BODY_BYTES
+        ready_only = _small_json().get("ready", False)
+        if not isinstance(ready_only, bool):
+            raise InvalidRequest('"ready" must be a boolean', field="ready")
+        return jsonify(extensions.index(service, ready_only))
+
+    @api.post("/v2/repository/models/<name>/load")
+    def load(name: str) -> Any:
+        request.max_content_length = SMALL_BODY_BYTES
+        extensions.check_load_parameters(_parameters(_small_json(), "the request"))
+        service.load_model(name, request.headers.get("Authorization"))
+        return jsonify({})
+
+    @api.post("/v2/repository/models/<name>/unload")
+    def unload(name: str) -> Any:
+        request.max_content_length = SMALL_BODY_BYTES
+        extensions.check_load_parameters(_parameters(_small_json(), "the request"))
+        service.unload_model(name, request.headers.get("Authorization"))
+        return jsonify({})
+
+    @api.get("/v2/models/stats")
+    @api.get("/v2/models/<name>/stats")
+    @api.get("/v2/models/<name>/versions/<version>/stats")
+    def stats(name: str = "", version: str = "") -> Any:
+        return jsonify({"model_stats": extensions.statistics(service, name, version)})
 
     @api.post("/v2/models/<name>/infer")
     @api.post("/v2/models/<name>/versions/<version>/infer")

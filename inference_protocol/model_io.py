@@ -26,6 +26,8 @@ from common.errors import DetectorError, InvalidRequest, ModelNotFound
 from inference_protocol.tensors import InferRequest, OutputTensor, element_count
 from serving import MAX_DETECTIONS, DetectionService, DetectOptions, Detector, Prediction, known_classes
 
+SERVER_NAME = "instance-detector"
+SERVER_VERSION = "1.0.0"
 PLATFORM = "pytorch_torchscript"
 INPUTS = ("IMAGE", "URL")
 OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes", "detection_labels")

@@ -241,7 +241,11 @@ def test_health_and_reflection_list_the_protocol(service):
     assert "inference.GRPCInferenceService" in listed.stdout.split()
     assert requests.get(f"{service.http_url}/v2/health/live", timeout=30).status_code == 200
     assert requests.get(f"{service.http_url}/v2/health/ready", timeout=30).status_code == 200
-    assert requests.get(f"{service.http_url}/v2", timeout=30).json()["extensions"] == ["binary_tensor_data"]
+    extensions = ["binary_tensor_data", "model_repository", "statistics"]
+    assert requests.get(f"{service.http_url}/v2", timeout=30).json()["extensions"] == extensions
+    from proto import grpc_inference_pb2 as pb
+
+    assert list(_stub(service).ServerMetadata(pb.ServerMetadataRequest(), timeout=30).extensions) == extensions
 
 
 def test_the_readmes_tritonclient_example_runs_as_shown(service, shared_dir, tmp_path):

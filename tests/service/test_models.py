@@ -7,7 +7,6 @@ steady load on both transports and counts every answer.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO_ROOT
-from harness.service_process import ServiceProcess, error_details
+from harness.service_process import ServiceProcess, add_version, error_details
 
 DOG = "darknet_dog.jpg"  # in ../shared/eval/images: the image server serves it at /images/ too
 CROWD = "vtest_f0060.png"
@@ -26,16 +25,6 @@ CROWD = "vtest_f0060.png"
 
 def _photo_url(image_server) -> str:
     return image_server.url(f"/images/{DOG}")
-
-
-def _version(repository: Path, name: str, version: int | str, export: Path) -> Path:
-    """A copy of ``export`` as ``<name>/<version>/``, made aside and renamed into place as documented."""
-    staging = repository / f".staging-{name}-{version}"
-    shutil.copytree(export, staging)
-    (repository / name).mkdir(parents=True, exist_ok=True)
-    target = repository / name / str(version)
-    os.rename(staging, target)
-    return target
 
 
 def _wait(condition, timeout: float = 120.0, what: str = "") -> None:
@@ -55,8 +44,8 @@ def _detector_stub(service: ServiceProcess):
 @pytest.fixture(scope="module")
 def two_models(yolov5_dir, centernet_dir, image_server, tmp_path_factory):
     repository = tmp_path_factory.mktemp("models")
-    _version(repository, "yolov5s", 1, yolov5_dir)
-    _version(repository, "mb3-centernet", 1, centernet_dir)
+    add_version(repository, "yolov5s", 1, yolov5_dir)
+    add_version(repository, "mb3-centernet", 1, centernet_dir)
     service = ServiceProcess(REPO_ROOT, repository, tmp_path_factory.mktemp("run"),
                              {"DETECTOR_REPOSITORY_POLL_SECONDS": "1"})
     service.start()
@@ -219,7 +208,7 @@ def test_a_removed_model_is_unloaded_and_the_default_keeps_serving(two_models, i
 @pytest.fixture()
 def one_model(yolov5_dir, image_server, tmp_path):
     repository = tmp_path / "models"
-    _version(repository, "yolov5s", 1, yolov5_dir)
+    add_version(repository, "yolov5s", 1, yolov5_dir)
     (tmp_path / "run").mkdir()
     service = ServiceProcess(REPO_ROOT, repository, tmp_path / "run", {"DETECTOR_REPOSITORY_POLL_SECONDS": "1"})
     service.start()
@@ -272,11 +261,11 @@ def test_a_new_version_swaps_in_and_a_broken_one_is_refused_under_load(one_model
     processes = service.model_processes
     with SteadyLoad(service, url) as load:
         time.sleep(2)
-        _version(repository, "yolov5s", 2, yolov5_dir)
+        add_version(repository, "yolov5s", 2, yolov5_dir)
         _wait(lambda: service.metric("app_model_versions_loaded", model="yolov5s", version="2") == processes,
               what="version 2 serving in every process")
         assert service.metric("app_model_versions_loaded", model="yolov5s", version="1") == 0
-        broken = _version(repository, "yolov5s", 3, yolov5_dir)
+        broken = add_version(repository, "yolov5s", 3, yolov5_dir)
         (broken / "model.pt").write_bytes(b"not TorchScript")
         _wait(lambda: service.metric("app_model_load_failures", model="yolov5s") == processes,
               what="version 3 refused by every process")
