@@ -87,6 +87,24 @@ def _wait_gone(run: MakeRun, supervisord: int, timeout: float = 60.0) -> list[in
     return left
 
 
+def _stop_budget() -> float:
+    """supervisord stops its programs one after another: the sum of their stopwaitsecs bounds a stop."""
+    config = (REPO_ROOT / "supervisord.conf").read_text()
+    return sum(float(line.split("=", 1)[1]) for line in config.splitlines() if line.startswith("stopwaitsecs="))
+
+
+def _wait_stopped(run: MakeRun, supervisord: int) -> None:
+    """make ends within the stop budget (and a margin for a busy machine), or the failure says what lingers."""
+    budget = _stop_budget() + 60
+    try:
+        run.make.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        alive = [str(procfs.stat(pid)) for pid in run.processes(supervisord)]
+        log = (run.run_dir / "service.log").read_text(errors="replace")[-4000:]
+        pytest.fail(f"make run still running {budget:.0f} s after the signal; alive:\n" + "\n".join(alive)
+                    + f"\n--- service.log (end):\n{log}")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm-to-group"])
 def test_a_signal_to_make_runs_process_group_stops_every_process(make_run, signum):
     run = make_run()
@@ -94,7 +112,7 @@ def test_a_signal_to_make_runs_process_group_stops_every_process(make_run, signu
     started = run.processes(supervisord)
     assert len(started) >= 8, started  # make, the foreground, supervisord, listeners, nginx x2, gunicorn x2, gRPC x2
     os.killpg(run.make.pid, signum)
-    run.make.wait(timeout=90)
+    _wait_stopped(run, supervisord)
     assert _wait_gone(run, supervisord) == []
     assert not any(listening(port) for port in run.ports)
     log = run.text()
