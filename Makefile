@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py \
 	proto/grpc_inference_pb2.py proto/grpc_inference_pb2_grpc.py
 
-.PHONY: help setup clients proto model model-version browser nginx tools run photos status logs reload stop test test-unit docker-test bench evaluate hostile chaos clean
+.PHONY: help setup clients peer proto model model-version browser nginx tools run photos status logs reload stop test test-unit docker-test bench evaluate hostile chaos clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
@@ -43,7 +43,7 @@ help:
 	@echo "make chaos     restarts and kill -9 of every process under load, against a service started for the run"
 	@echo "make model MODEL_SOURCE=mb3-centernet    add a model to the repository (also while the service runs)"
 	@echo "make model-version MODEL_SOURCE=...      export a model again as its next version (swapped in live)"
-	@echo "make setup | proto | model | browser | nginx | tools | clean    the steps on their own"
+	@echo "make setup | proto | clients | peer | model | browser | nginx | tools | clean    the steps on their own"
 
 setup: $(STAMP) $(PROTO_OUT)
 
@@ -80,6 +80,17 @@ $(CLIENTS_STAMP): requirements-clients.txt
 	touch $@
 
 clients: $(CLIENTS_STAMP)
+
+# Triton Inference Server itself (PyPI's nvidia-pytriton), the peer the tests compare the protocol
+# with; a venv of its own, never the service's dependency.
+PEER_VENV ?= .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
+$(PEER_STAMP): requirements-peer.txt
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --disable-pip-version-check -r requirements-peer.txt
+	touch $@
+
+peer: $(PEER_STAMP)
 
 # bf16 is kept only where it gives fp32's answers on real photos: the shared ones when present.
 CHECK_IMAGES ?= $(wildcard $(SHARED_DIR)/eval/images)
@@ -169,7 +180,7 @@ tools: nginx
 		printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$POLICY >/dev/null && $$SUDO chmod +x $$POLICY && \
 		{ $(APT_INSTALL) prometheus; status=$$?; $$SUDO rm -f $$POLICY; exit $$status; }; fi; }
 
-test: setup tools browser clients
+test: setup tools browser clients peer
 	DETECTOR_SHARED_DIR="$(SHARED_DIR)" $(PY) -m pytest $(PYTEST_ARGS)
 
 # The layers are folders of tests/ (tests/conftest.py): unit, model, service, deploy.

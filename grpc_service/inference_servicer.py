@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from common.errors import InvalidRequest, ModelNotReady
+from common.errors import InvalidRequest, ModelNotFound, ModelNotReady
 from inference_protocol import extensions, model_io
 from inference_protocol.tensors import InferRequest, InputTensor, decode_bytes, element_count
 from proto import grpc_inference_pb2 as pb
@@ -63,9 +63,10 @@ class InferenceServicer:
         return pb.ServerReadyResponse(ready=self.service.ready)
 
     def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext):  # noqa: N802
+        """Not ready, rather than an error, for a model or version that does not serve: as Triton answers."""
         try:
             model_io.resolve(self.service, request.name, request.version)
-        except ModelNotReady:
+        except (ModelNotReady, ModelNotFound):
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 

@@ -98,8 +98,6 @@ def repository_calls(args: argparse.Namespace, image: bytes) -> dict[str, Callab
 
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
-    from tritonclient.utils import InferenceServerException
-
     http = httpclient.InferenceServerClient(args.http, network_timeout=300)
     grpc_ = grpcclient.InferenceServerClient(args.grpc)
     # gRPC metadata keys are lower case; HTTP's header is the same key.
@@ -107,14 +105,8 @@ def repository_calls(args: argparse.Namespace, image: bytes) -> dict[str, Callab
 
     def until(ready: Callable[[str], bool], expected: bool) -> float:
         """Seconds until the other transport's process agrees with what this one just did."""
-        def answer() -> bool:
-            try:
-                return ready(args.spare)
-            except InferenceServerException:  # gRPC: an unloaded model is NOT_FOUND
-                return False
-
         started = time.monotonic()
-        while answer() != expected:
+        while ready(args.spare) != expected:
             if time.monotonic() - started > 120:
                 raise TimeoutError(f"still ready={not expected} after 120 s")
             time.sleep(0.1)

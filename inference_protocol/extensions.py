@@ -11,7 +11,7 @@ Both adapters (REST and gRPC) call these and only change the wire format:
   ``compute_input`` the decode, ``compute_infer`` the model (its pre- and post-processing and
   NMS included, so ``compute_output`` stays 0); ``success`` and ``fail`` are whole requests,
   fetching included. One forward runs per image, so ``execution_count`` equals
-  ``inference_count`` and ``batch_stats`` is empty.
+  ``inference_count`` and ``batch_stats`` has the one batch size 1.
 """
 
 from __future__ import annotations
@@ -66,8 +66,13 @@ def statistics(service: DetectionService, name: str, version: str) -> list[dict[
             inference_stats[triton] = _duration(spent.count, spent.seconds) if spent else _duration(0, 0.0)
         for unused in ("compute_output", "cache_hit", "cache_miss"):
             inference_stats[unused] = _duration(0, 0.0)
+        # Every forward is of one image: all executions are of batch size 1.
+        batch_stats = [{"batch_size": 1, "compute_input": inference_stats["compute_input"],
+                        "compute_infer": inference_stats["compute_infer"],
+                        "compute_output": inference_stats["compute_output"]}] if stats.success.count else []
         answer.append({"name": stats.name, "version": str(stats.version),
                        "last_inference": int(stats.last_prediction * 1000),
                        "inference_count": stats.success.count, "execution_count": stats.success.count,
-                       "inference_stats": inference_stats, "batch_stats": []})
+                       "inference_stats": inference_stats, "response_stats": {}, "batch_stats": batch_stats,
+                       "memory_usage": []})
     return answer

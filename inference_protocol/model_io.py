@@ -106,9 +106,9 @@ def sources(request: InferRequest, max_batch: int) -> list[str | bytes]:
     tensor = request.inputs[0]
     if tensor.datatype != "BYTES":
         raise InvalidRequest(f'input "{tensor.name}" must be BYTES, got {tensor.datatype}', field=tensor.name)
-    if not (len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] == 1)) or tensor.shape[0] < 1:
-        raise InvalidRequest(f'input "{tensor.name}" must have shape [B] (or [B, 1]) with B >= 1, '
-                             f"got {list(tensor.shape)}", field=tensor.name)
+    if len(tensor.shape) != 1 or tensor.shape[0] < 1:  # the metadata's [-1], as strictly as Triton holds it
+        raise InvalidRequest(f'input "{tensor.name}" must have shape [B] with B >= 1, got {list(tensor.shape)}',
+                             field=tensor.name)
     count = element_count(tensor.shape)
     if count > max_batch:
         raise InvalidRequest(f'input "{tensor.name}" holds {count} elements; at most {max_batch} '

@@ -51,11 +51,7 @@ def _post(service: ServiceProcess, path: str, body: dict | None = None, token: s
 def _grpc_ready(service: ServiceProcess, name: str) -> bool:
     from proto import grpc_inference_pb2 as pb
 
-    try:
-        return _stub(service).ModelReady(pb.ModelReadyRequest(name=name), timeout=10).ready
-    except grpc.RpcError as error:
-        assert error.code() == grpc.StatusCode.NOT_FOUND, error
-        return False
+    return _stub(service).ModelReady(pb.ModelReadyRequest(name=name), timeout=10).ready
 
 
 def _until(condition, timeout: float = 15.0) -> float:
