@@ -16,6 +16,9 @@ worker and the gRPC servers share the machine's cores, as under real traffic.
 
 ``--protocols`` measures ``/v1/detect`` and the inference protocol (``/v2/.../infer``, gRPC
 ``ModelInfer``) instead, the same image URLs through each, to compare what each protocol costs.
+With ``--rounds R`` the protocols take turns: R short rounds per concurrency, the order rotated
+each round, so the machine's drift (turbo, a neighbour's load) falls on all of them alike; each
+round's throughput is divided by ``/v1``'s in the same round, and the median ratio is printed.
 
 ``--baseline`` also measures, in this process and in the same run, the naive
 way to answer: eager torchvision Mask R-CNN with its mask branch, default
@@ -194,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also measure the naive eager Mask R-CNN")
     parser.add_argument("--protocols", action="store_true",
                         help="/v1/detect, /v2 REST and gRPC ModelInfer instead of /predict and Predict")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --protocols: interleave them in this many rounds (--requests split between)")
     parser.add_argument("--serve", type=Path, metavar="MODEL_DIR", help="start the service with this model for the run")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for --serve")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -231,6 +236,10 @@ def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"model {report['model']}, {len(images)} images, {args.requests} requests per level")
     with serve_folder(args.images) as base:
         urls = [f"{base}/{p.name}" for p in images]
+        if args.protocols and args.rounds > 1:
+            report["paired"] = run_paired(transports, urls, args)
+            _write(args.json, report)
+            return 0
         predictors: dict[str, Predict] = {}
         for transport, factory in transports.items():
             predict = predictors[transport] = factory()
@@ -256,10 +265,43 @@ def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print_row("baseline", 1, report["baseline"])
         print(f"baseline: eager Mask R-CNN ({report['baseline']['weights']}) with masks, "
               f"{report['baseline']['torch_threads']} threads, peak RSS {report['baseline']['peak_rss_mib']:.0f} MiB")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    _write(args.json, report)
     return 0
+
+
+def _write(path: Path | None, report: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
+
+
+def run_paired(transports: dict[str, Callable[[], Predict]], urls: list[str], args: argparse.Namespace) -> list[dict]:
+    """The transports in turns, ``args.rounds`` rounds per concurrency, the order rotated each round;
+    per transport, the median throughput and the median of its per-round ratio to the first one's."""
+    predictors = {name: factory() for name, factory in transports.items()}
+    for predict in predictors.values():
+        predict(urls[0])  # connection set-up is not part of the numbers
+    names = list(predictors)
+    per_round = max(args.requests // args.rounds, 1)
+    results = []
+    for concurrency in (int(c) for c in args.concurrency.split(",")):
+        rounds: list[dict[str, float]] = []
+        for number in range(args.rounds):
+            order = names[number % len(names):] + names[:number % len(names)]
+            rounds.append({name: run_level(predictors[name], urls, concurrency, per_round,
+                                           args.time_limit)["throughput_rps"] for name in order})
+        reference = names[0]
+        for name in names:
+            ratios = [r[name] / r[reference] for r in rounds if r[reference] > 0]
+            row = {"transport": name, "concurrency": concurrency, "rounds": args.rounds,
+                   "requests_per_round": per_round, "median_rps": statistics.median(r[name] for r in rounds),
+                   f"median_ratio_to_{reference}": statistics.median(ratios),
+                   "ratio_range": [min(ratios), max(ratios)]}
+            results.append(row)
+            print(f"{name:9} c={concurrency:<3} {args.rounds} rounds x {per_round}: median {row['median_rps']:6.2f}/s, "
+                  f"ratio to {reference} median {row[f'median_ratio_to_{reference}']:.3f} "
+                  f"(rounds {min(ratios):.3f}-{max(ratios):.3f})")
+    return results
 
 
 if __name__ == "__main__":
