@@ -122,6 +122,15 @@ class UpstreamTimeout(DetectorError):
     grpc_status = "DEADLINE_EXCEEDED"
 
 
+class DeadlineExceeded(DetectorError):
+    """The caller's deadline (X-Request-Timeout-Ms, gRPC's deadline) leaves less time than the model's
+    forward takes: the work is skipped, since its answer would arrive after the caller gave up."""
+
+    code = "deadline_exceeded"
+    http_status = 504
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
 class ModelNotReady(DetectorError):
     code = "model_not_ready"
     http_status = 503

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grpc
 
+from grpc_service.handlers import deadline_of
 from serving import MAX_DETECTIONS, DetectionService, DetectOptions, Detector, Prediction, known_classes
 from proto import detection_pb2, detection_pb2_grpc
 
@@ -90,7 +91,7 @@ class DetectorServicer(detection_pb2_grpc.DetectorServicer):
     def Detect(self, request: detection_pb2.DetectRequest, context: grpc.ServicerContext):  # noqa: N802
         options = options_from(request)
         prediction = self.service.predict_url(
-            "grpc", request.url, options, timeout=context.time_remaining(), alive=context.is_active
+            "grpc", request.url, options, alive=context.is_active, deadline=deadline_of(context)
         )
         return response_from(prediction, options)
 

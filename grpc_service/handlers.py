@@ -18,6 +18,7 @@ Two jobs the generated ``add_*Servicer_to_server`` functions cannot do:
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable
 
 import grpc
@@ -34,6 +35,12 @@ from serving import record_error
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "instance-detector"
+
+
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    """The call's gRPC deadline as ``time.monotonic()`` time (None without one), for serving.deadline."""
+    left = context.time_remaining()
+    return None if left is None else time.monotonic() + left
 
 
 def _packed(message: Message) -> any_pb2.Any:

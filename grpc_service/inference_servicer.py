@@ -11,6 +11,7 @@ from __future__ import annotations
 import grpc
 
 from common.errors import InvalidRequest, ModelNotFound, ModelNotReady
+from grpc_service.handlers import deadline_of
 from inference_protocol import extensions, model_io
 from inference_protocol.tensors import InferRequest, InputTensor, decode_bytes, element_count
 from proto import grpc_inference_pb2 as pb
@@ -90,7 +91,7 @@ class InferenceServicer:
             outputs=[output.name for output in request.outputs] or None, id=request.id,
         )
         detector, tensors = model_io.infer(self.service, TRANSPORT, inference, context.is_active,
-                                           timeout=context.time_remaining())
+                                           deadline=deadline_of(context))
         output = pb.ModelInferResponse.InferOutputTensor
         return pb.ModelInferResponse(
             model_name=detector.name, model_version=str(detector.version or 1), id=request.id,

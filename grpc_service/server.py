@@ -26,7 +26,7 @@ from common.settings import ServerSettings, Settings
 from serving import DetectionService, Detector, lifecycle
 from grpc_service import drain
 from grpc_service.detection_servicer import DetectorServicer
-from grpc_service.handlers import add_servicer
+from grpc_service.handlers import add_servicer, deadline_of
 from common.limits import upload_body_bytes
 from grpc_service.inference_servicer import TRANSPORT as V2_TRANSPORT, InferenceServicer
 from proto import detection_pb2, grpc_inference_pb2, inference_pb2, inference_pb2_grpc
@@ -51,7 +51,7 @@ class InstanceDetectorServicer(inference_pb2_grpc.InstanceDetectorServicer):
     def Predict(self, request: inference_pb2.InstanceDetectorInput, context: grpc.ServicerContext):  # noqa: N802
         GRPC_INFERENCE_COUNT.inc()
         prediction = self.service.predict_url(
-            "grpc", request.url, timeout=context.time_remaining(), alive=context.is_active
+            "grpc", request.url, alive=context.is_active, deadline=deadline_of(context)
         )
         return inference_pb2.InstanceDetectorOutput(objects=prediction.labels)
 

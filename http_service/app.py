@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from http_service.body_drain import DrainUnreadBody
-from http_service.caller import caller_alive
+from http_service.caller import caller_alive, caller_deadline
 from http_service.deepstack_api import deepstack_blueprint
 from http_service.detect_api import detect_blueprint
 from http_service.v2_api import v2_blueprint
@@ -42,7 +42,8 @@ def create_app(service: DetectionService) -> Flask:
     @app.post("/predict")
     def predict() -> Any:
         HTTP_INFERENCE_COUNT.inc()
-        prediction = service.predict_url("http", predict_url(request), alive=caller_alive())
+        prediction = service.predict_url("http", predict_url(request), alive=caller_alive(),
+                                         deadline=caller_deadline())
         return json_answer(PredictResponse(objects=prediction.labels))
 
     app.register_blueprint(detect_blueprint(service))

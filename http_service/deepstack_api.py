@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from http_service.caller import caller_alive
+from http_service.caller import caller_alive, caller_deadline
 from http_service.errors import register_route_errors
 from common.limits import upload_body_bytes
 from http_service.params import multipart_image
@@ -70,7 +70,8 @@ def deepstack_blueprint(service: DetectionService) -> Blueprint:
         authorised()
         data = multipart_image(request, max_image_bytes)
         options = DetectOptions(model=model, threshold=_min_confidence(), max_detections=max_predictions)
-        prediction = service.predict_bytes(TRANSPORT, data, options, alive=caller_alive())
+        prediction = service.predict_bytes(TRANSPORT, data, options, alive=caller_alive(),
+                                             deadline=caller_deadline())
         width, height = prediction.original_size
         predictions = []
         for detection in prediction.detections:

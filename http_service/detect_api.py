@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from http_service.caller import caller_alive
+from http_service.caller import caller_alive, caller_deadline
 from common.errors import DetectorError
 from common.limits import BATCH_BODY_BYTES
 from http_service.params import ImageSource, image_request, json_body, options_from_fields
@@ -28,9 +28,11 @@ def detect_blueprint(service: DetectionService) -> Blueprint:
 
     def run(source: ImageSource, options: DetectOptions) -> Prediction:
         if source.url is not None:
-            return service.predict_url("http", source.url, options, alive=caller_alive())
+            return service.predict_url("http", source.url, options, alive=caller_alive(),
+                                       deadline=caller_deadline())
         assert source.data is not None
-        return service.predict_bytes("http", source.data, options, alive=caller_alive())
+        return service.predict_bytes("http", source.data, options, alive=caller_alive(),
+                                     deadline=caller_deadline())
 
     @api.get("/v1/model")
     def model() -> Any:
@@ -52,7 +54,8 @@ def detect_blueprint(service: DetectionService) -> Blueprint:
         body = json_body(request, batch_model)
         urls, options = body.urls, body.detect_options()
         results = []
-        for url, outcome in zip(urls, service.batch("http", list(urls), options, caller_alive())):
+        for url, outcome in zip(urls, service.batch("http", list(urls), options, caller_alive(),
+                                                                  deadline=caller_deadline())):
             if isinstance(outcome, DetectorError):
                 record_error("http", outcome)
                 results.append({"url": url, **error_body(outcome.code, outcome.message, outcome.choices)})

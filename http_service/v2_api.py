@@ -22,7 +22,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from common.errors import InvalidRequest
-from http_service.caller import caller_alive
+from http_service.caller import caller_alive, caller_deadline
 from http_service.errors import register_route_errors
 from common.limits import upload_body_bytes
 from inference_protocol import extensions, model_io
@@ -241,7 +241,8 @@ def v2_blueprint(service: DetectionService) -> Blueprint:
             model=name, version=version, inputs=_inputs(body, binary), parameters=_parameters(body, "the request"),
             outputs=names, id=request_id if isinstance(request_id, str) else "",
         )
-        detector, tensors = model_io.infer(service, TRANSPORT, inference, caller_alive())
+        detector, tensors = model_io.infer(service, TRANSPORT, inference, caller_alive(),
+                                           deadline=caller_deadline())
         if names is None and binary_default:
             binary_outputs = {tensor.name for tensor in tensors}
         return _answer(detector.name, detector.version, inference.id, tensors, binary_outputs)

@@ -174,7 +174,7 @@ def resolve(service: DetectionService, name: str, version: str) -> Detector:
 
 
 def infer(service: DetectionService, transport: str, request: InferRequest, alive,
-          timeout: float | None = None) -> tuple[Detector, list[OutputTensor]]:
+          timeout: float | None = None, deadline: float | None = None) -> tuple[Detector, list[OutputTensor]]:
     """Check the request, run its batch through the facade as one request, and shape the answer.
 
     The first image that fails fails the request, with its error (an image the caller sent that
@@ -184,7 +184,7 @@ def infer(service: DetectionService, transport: str, request: InferRequest, aliv
     wanted = options(request)
     names = requested_outputs(request, wanted)
     items = sources(request, service.settings.max_batch)
-    results = service.batch(transport, items, wanted, alive, detector=detector, timeout=timeout)
+    results = service.batch(transport, items, wanted, alive, detector=detector, timeout=timeout, deadline=deadline)
     for result in results:
         if isinstance(result, DetectorError):
             raise result

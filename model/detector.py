@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 
 MASK_THRESHOLD = 0.5
+# How much one forward moves Detector.forward_seconds: about the last five count.
+FORWARD_AVERAGE_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Detector:
         self._thread = thread or InferenceThread()
         self._numerics = numerics_context
         self.warm = False
+        # Seconds a request's forward takes, as recently measured (an exponential average; 0 until the
+        # first request): what a deadline must leave for the model to be worth running (serving.deadline).
+        self.forward_seconds = 0.0
 
     @classmethod
     def load(
@@ -165,6 +171,18 @@ class Detector:
         return self._thread.call(self._detect, image, threshold, with_masks, alive=alive, waits=waits)
 
     def _detect(self, image: torch.Tensor, threshold: float | None, with_masks: bool) -> list[Detection]:
+        started = time.perf_counter()
+        try:
+            return self._detections(image, threshold, with_masks)
+        finally:
+            self._measured(time.perf_counter() - started)
+
+    def _measured(self, seconds: float) -> None:
+        """Fold one forward's time into ``forward_seconds`` (model thread only)."""
+        weight = FORWARD_AVERAGE_WEIGHT if self.forward_seconds else 1.0
+        self.forward_seconds += weight * (seconds - self.forward_seconds)
+
+    def _detections(self, image: torch.Tensor, threshold: float | None, with_masks: bool) -> list[Detection]:
         threshold = self.score_threshold if threshold is None else threshold
         if with_masks:
             if not self.supports_masks:

@@ -24,6 +24,7 @@ from model.inference_thread import Alive
 from model.repository import IndexEntry, ModelRepository, ModelStatus
 import serving.statistics as statistics
 from serving.admission import Admission
+from serving.deadline import check_arrival, remaining, within
 from serving.operator import check_operator
 from serving.options import DetectOptions
 from serving.pipeline import Pipeline
@@ -165,19 +166,26 @@ class DetectionService:
         options: DetectOptions = DEFAULT_OPTIONS,
         timeout: float | None = None,
         alive: Alive | None = None,
+        deadline: float | None = None,
     ) -> Prediction:
         """Options are checked before fetching, so a bad request never costs a download.
 
-        ``timeout``: the caller's remaining seconds (gRPC's deadline), bounding the fetch;
-        ``alive`` says whether the caller still waits: the model is not run for one who left.
+        ``timeout``: seconds the fetch may take; ``alive`` says whether the caller still waits: the
+        model is not run for one who left; ``deadline`` (``time.monotonic()`` time: the caller's
+        X-Request-Timeout-Ms or gRPC deadline) bounds the fetch too, and a forward that cannot end
+        before it is skipped (serving.deadline).
         """
-        return self._serve(transport, url, options, lambda detector: self._from_source(detector, url, options, timeout, alive))
+        return self._serve(transport, url, options,
+                           lambda detector: self._from_source(detector, url, options, timeout, alive, deadline),
+                           deadline=deadline)
 
     def predict_bytes(
-        self, transport: str, data: bytes, options: DetectOptions = DEFAULT_OPTIONS, alive: Alive | None = None
+        self, transport: str, data: bytes, options: DetectOptions = DEFAULT_OPTIONS, alive: Alive | None = None,
+        deadline: float | None = None,
     ) -> Prediction:
         return self._serve(transport, "upload", options,
-                           lambda detector: self._from_source(detector, data, options, None, alive))
+                           lambda detector: self._from_source(detector, data, options, None, alive, deadline),
+                           deadline=deadline)
 
     def batch(
         self,
@@ -187,6 +195,7 @@ class DetectionService:
         alive: Alive,
         detector: Detector | None = None,
         timeout: float | None = None,
+        deadline: float | None = None,
     ) -> list[Prediction | DetectorError]:
         """Each source's prediction (a URL, str, or an image, bytes), or the error it met; one
         admission slot for all. The caller counts the errors (``record_error``): an item each, or
@@ -195,6 +204,7 @@ class DetectionService:
         The options and the model (unless ``detector`` is given, already resolved) are checked
         once for the whole batch; items stop being fetched once the caller has gone.
         """
+        check_arrival(deadline)
         if detector is None:
             detector = self.model(options.model)
         options.checked(detector.card)
@@ -204,8 +214,9 @@ class DetectionService:
                 if not alive():
                     raise CallerGone("the caller went away before this item was fetched")
                 return self._serve(transport, "upload" if isinstance(source, bytes) else source, options,
-                                   lambda resolved: self._from_source(resolved, source, options, timeout, alive),
-                                   detector=detector, admit=False)
+                                   lambda resolved: self._from_source(resolved, source, options, timeout, alive,
+                                                                      deadline),
+                                   detector=detector, admit=False, deadline=deadline)
             except DetectorError as error:
                 return error
 
@@ -217,11 +228,15 @@ class DetectionService:
 
     def _from_source(
         self, detector: Detector, source: str | bytes, options: DetectOptions, timeout: float | None,
-        alive: Alive | None,
+        alive: Alive | None, deadline: float | None,
     ) -> Prediction:
-        """``source``: a URL to fetch (within ``timeout``), or the image's bytes."""
+        """``source``: a URL to fetch (within ``timeout`` and the deadline), or the image's bytes."""
+        alive = within(deadline, detector, alive)
         if isinstance(source, bytes):
             return self._pipeline.predict(detector, source, options, {}, alive)
+        left = remaining(deadline)
+        if left is not None:
+            timeout = left if timeout is None else min(timeout, left)
         data, timings = self._pipeline.fetch(source, timeout)
         return self._pipeline.predict(detector, data, options, timings, alive)
 
@@ -233,6 +248,7 @@ class DetectionService:
         work: Callable[[Detector], Prediction],
         detector: Detector | None = None,
         admit: bool = True,
+        deadline: float | None = None,
     ) -> Prediction:
         """Run ``work`` on the resolved model with its metrics; raises only :class:`DetectorError`.
 
@@ -244,6 +260,7 @@ class DetectionService:
         resolved: Detector | None = None
         in_flight = IN_FLIGHT.labels(transport)
         try:
+            check_arrival(deadline)
             resolved = detector if detector is not None else self.model(options.model)
             label = resolved.name
             if detector is None:  # a batch checked its options once, for all its items
