@@ -33,7 +33,8 @@ _ERRORS = {
     "401": "A wrong or missing api_key where one is configured",
     "404": "No served model of that name (error.code model_not_found; error.choices lists them)",
     "503": "The model is not loaded yet, or the process is full (error.code overloaded; see Retry-After)",
-    "504": "Fetching the image timed out",
+    "504": "Fetching the image timed out, or less time was left of X-Request-Timeout-Ms than the model takes "
+           "(error.code deadline_exceeded)",
 }
 
 
@@ -51,6 +52,11 @@ def _errors(*codes: str) -> dict[str, Any]:
 
 _IMAGE_ERRORS = ("400", "403", "404", "413", "415", "422", "500", "502", "503", "504")
 _PREDICT_ERRORS = tuple(code for code in _IMAGE_ERRORS if code != "404")  # always the default model
+# Every prediction route takes the caller's deadline (serving.deadline).
+_DEADLINE = {"name": "X-Request-Timeout-Ms", "in": "header", "required": False,
+             "description": "The caller's deadline in milliseconds from arrival: work that cannot end in time is "
+                            "skipped with 504 deadline_exceeded",
+             "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 86_400_000}}
 
 
 def _openapi30(node: Any) -> Any:
@@ -171,6 +177,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "paths": {
             "/predict": {"post": {
                 "summary": "COCO class name of every detected instance",
+                "parameters": [_DEADLINE],
                 "requestBody": {"required": True,
                                 "content": {"application/json": {"schema": _ref("PredictBody")}}},
                 "responses": {"200": _json(_ref("PredictResponse"), "One entry per instance"),
@@ -184,27 +191,28 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "summary": "Labels, scores, boxes and optional masks for one image (URL or upload)",
                 "description": "Options go in the JSON body with a URL, or in the query string (or form "
                                "fields) with an upload; query options beside a JSON body are a 400.",
-                "parameters": _query(Options),
+                "parameters": [*_query(Options), _DEADLINE],
                 "requestBody": _image_body(max_bytes),
                 "responses": {"200": _json(_ref("DetectResponse"), "Detections, best first"),
                               **_errors(*_IMAGE_ERRORS)},
             }},
             "/v1/detect:batch": {"post": {
                 "summary": f"Detections for up to {settings.max_batch} image URLs, answered in order",
+                "parameters": [_DEADLINE],
                 "requestBody": {"required": True,
                                 "content": {"application/json": {"schema": _ref("BatchBody")}}},
                 "responses": {"200": _json(_ref("BatchResponse"), "One result or error per URL"),
-                              **_errors("400", "404", "413", "500", "503")},
+                              **_errors("400", "404", "413", "500", "503", "504")},
             }},
             "/v1/detect/annotated": {
                 "get": {
                     "summary": "The image at a URL with its detections drawn",
-                    "parameters": _query(DetectBody, required=("url",)),
+                    "parameters": [*_query(DetectBody, required=("url",)), _DEADLINE],
                     "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
                 },
                 "post": {
                     "summary": "An uploaded image (or a URL in JSON) with its detections drawn",
-                    "parameters": _query(Options),
+                    "parameters": [*_query(Options), _DEADLINE],
                     "requestBody": _image_body(max_bytes),
                     "responses": {"200": png, **_errors(*_IMAGE_ERRORS)},
                 },
@@ -216,9 +224,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/v1/vision/detection": {"post": {
                 "summary": "DeepStack / CodeProject.AI object detection (Home Assistant, Blue Iris, Agent DVR, Frigate)",
                 "description": "The default model. " + deepstack_notes,
+                "parameters": [_DEADLINE],
                 "requestBody": deepstack_body,
                 "responses": {"200": _json(_ref("DeepStackResponse"), "Detections, best first"),
-                              **_deepstack_errors("400", "401", "413", "415", "422", "500", "503")},
+                              **_deepstack_errors("400", "401", "413", "415", "422", "500", "503", "504")},
             }},
             "/v1/vision/custom/list": {"post": {
                 "summary": "DeepStack / CodeProject.AI: the names of the custom models (the repository's models)",
@@ -231,10 +240,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "summary": "DeepStack / CodeProject.AI custom-model detection: the repository's model <name>",
                 "description": deepstack_notes,
                 "parameters": [{"name": "name", "in": "path", "required": True,
-                                "schema": _field_schemas(Options)["model"]}],
+                                "schema": _field_schemas(Options)["model"]}, _DEADLINE],
                 "requestBody": deepstack_body,
                 "responses": {"200": _json(_ref("DeepStackResponse"), "Detections, best first"),
-                              **_deepstack_errors("400", "401", "404", "413", "415", "422", "500", "503")},
+                              **_deepstack_errors("400", "401", "404", "413", "415", "422", "500", "503", "504")},
             }},
             "/healthz": {"get": {"summary": "The process is up",
                                  "responses": {"200": _json(_ref("Status"), "Alive")}}},
