@@ -285,6 +285,11 @@ class Settings:
         "DETECTOR_ADMIN_TOKEN", "", "when set, the inference protocol's model repository `load` and `unload` "
         "answer callers presenting it as `Authorization: Bearer <token>` (gRPC: `authorization` metadata); "
         "unset, they answer 403", shown_default="empty (load and unload refused)", strip=False)
+    deepstack_deadline_ms: int = setting(
+        "DETECTOR_DEEPSTACK_DEADLINE_MS", 0, "the deadline of a DeepStack request that sends no "
+        "`X-Request-Timeout-Ms` (`0`: none): set it to Frigate's `api_timeout` (100 by default), which Frigate "
+        "cannot send, so frames it has given up on are skipped, not computed for nobody",
+        kind="int", low=0, high=86_400_000, unit="ms")
     deepstack_max_predictions: int = setting(
         "DETECTOR_DEEPSTACK_MAX_PREDICTIONS", DEEPSTACK_MAX_PREDICTIONS, "the DeepStack routes answer at most this "
         "many predictions, the highest scores (`0`: the models' own 100); 20 because Frigate's plugin fails on more",

@@ -42,15 +42,16 @@ def caller_alive() -> Alive:
     return lambda: _still_connected(sock)
 
 
-def caller_deadline() -> float | None:
-    """The request's deadline (``time.monotonic()`` time) from ``X-Request-Timeout-Ms``, None without one.
+def caller_deadline(default_ms: int = 0) -> float | None:
+    """The request's deadline (``time.monotonic()`` time) from ``X-Request-Timeout-Ms``, else
+    ``default_ms`` after now (0: none).
 
     The milliseconds count from when the request reaches this process; work that cannot end
     within them is skipped (serving.deadline). A malformed value is the caller's 400.
     """
     value = request.headers.get(DEADLINE_HEADER)
     if value is None:
-        return None
+        return time.monotonic() + default_ms / 1000 if default_ms else None
     try:
         milliseconds = float(value)
     except ValueError:

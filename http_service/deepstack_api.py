@@ -71,7 +71,7 @@ def deepstack_blueprint(service: DetectionService) -> Blueprint:
         data = multipart_image(request, max_image_bytes)
         options = DetectOptions(model=model, threshold=_min_confidence(), max_detections=max_predictions)
         prediction = service.predict_bytes(TRANSPORT, data, options, alive=caller_alive(),
-                                             deadline=caller_deadline())
+                                             deadline=caller_deadline(service.settings.deepstack_deadline_ms))
         width, height = prediction.original_size
         predictions = []
         for detection in prediction.detections:

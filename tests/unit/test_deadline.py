@@ -37,3 +37,19 @@ def test_the_forward_runs_only_if_it_can_end_in_time():
         within(deadline, Model(0.8), None)()
     assert within(deadline, Model(0.03), lambda: False)() is False  # a caller who left is still a caller who left
     assert DeadlineExceeded.http_status == 504 and DeadlineExceeded.grpc_status == "DEADLINE_EXCEEDED"
+
+
+def test_the_header_sets_the_deadline_and_a_routes_default_applies_without_it():
+    from flask import Flask
+
+    from common.errors import InvalidRequest
+    from http_service.caller import caller_deadline
+
+    app = Flask(__name__)
+    with app.test_request_context(headers={"X-Request-Timeout-Ms": "250"}):
+        assert 0.24 < caller_deadline(100) - time.monotonic() <= 0.25  # the caller's own wins over the default
+    with app.test_request_context():
+        assert caller_deadline() is None
+        assert 0.09 < caller_deadline(100) - time.monotonic() <= 0.1  # DETECTOR_DEEPSTACK_DEADLINE_MS
+    with app.test_request_context(headers={"X-Request-Timeout-Ms": "soon"}), pytest.raises(InvalidRequest):
+        caller_deadline(100)
