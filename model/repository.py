@@ -131,6 +131,15 @@ def _stamp(folder: Path, name: str = CARD_FILE) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+def _mark(marker: Path, loaded: bool) -> None:
+    """Write or remove a model's UNLOADED_FILE."""
+    if loaded:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.write_text("unloaded through the inference protocol's repository API; delete this file, or load the "
+                          "model, to serve it again\n")
+
+
 def _unloaded(versions: dict[int, Path]) -> bool:
     """The model's folder (its versions' parent) says an operator unloaded it."""
     return (next(iter(versions.values())).parent / UNLOADED_FILE).exists()
@@ -297,12 +306,17 @@ class ModelRepository:
             raise Conflict(f"model {name!r} is the default model (/predict serves it): it cannot be unloaded; "
                            "make another model the default (DETECTOR_DEFAULT_MODEL) first")
         marker = next(iter(found[name].values())).parent / UNLOADED_FILE
-        if loaded:
-            marker.unlink(missing_ok=True)
-        else:
-            marker.write_text("unloaded through the inference protocol's repository API; delete this file, or "
-                              "load the model, to serve it again\n")
-        (self._root / CHANGED_FILE).write_text(f"{time.time_ns()}\n")
+        was_loaded = not marker.exists()
+        try:
+            _mark(marker, loaded)
+            try:
+                (self._root / CHANGED_FILE).write_text(f"{time.time_ns()}\n")
+            except OSError:
+                _mark(marker, was_loaded)  # no other process would follow: leave the disk as it was
+                raise
+        except OSError as exc:  # a repository baked into a read-only image, for one
+            raise Conflict(f"the model repository cannot be written here ({exc.strerror}): loading and unloading "
+                           "need a writable DETECTOR_MODEL_REPOSITORY") from None
         self.refresh()
         log.info("model %s %s by an operator", name, "loaded" if loaded else "unloaded")
 

@@ -235,3 +235,15 @@ def test_a_poller_follows_a_change_within_a_second_not_a_poll_interval(tmp_path)
     while "mb3-centernet" in other_process.names() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert other_process.names() == ["yolov5s"]
+
+
+def test_a_repository_that_cannot_be_written_says_so_instead_of_failing(tmp_path):
+    add(tmp_path, "yolov5s", 1)
+    add(tmp_path, "mb3-centernet", 1)
+    repo = repository(tmp_path, "yolov5s")
+    repo.refresh()
+    (tmp_path / CHANGED_FILE).mkdir()  # unwritable as a file, even for root (a read-only mount, in production)
+    with pytest.raises(Conflict, match="cannot be written.*writable DETECTOR_MODEL_REPOSITORY"):
+        repo.set_loaded("mb3-centernet", False)
+    assert not (tmp_path / "mb3-centernet" / UNLOADED_FILE).exists()  # nothing half-done for the others to find
+    assert repo.get("mb3-centernet").version == 1
