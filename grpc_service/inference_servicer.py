@@ -52,7 +52,8 @@ def _inputs(request: pb.ModelInferRequest) -> list[InputTensor]:
 
 
 class InferenceServicer:
-    """The protocol's calls and Triton's repository and statistics extensions; registered through grpc_service.handlers like the other services."""
+    """The protocol's calls and Triton's repository and statistics extensions; registered through
+    grpc_service.handlers like the other services."""
 
     def __init__(self, service: DetectionService):
         self.service = service
