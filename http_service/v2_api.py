@@ -210,18 +210,12 @@ def v2_blueprint(service: DetectionService) -> Blueprint:
             raise InvalidRequest('"ready" must be a boolean', field="ready")
         return jsonify(extensions.index(service, ready_only))
 
-    @api.post("/v2/repository/models/<name>/load")
-    def load(name: str) -> Any:
+    @api.post("/v2/repository/models/<name>/<any(load, unload):action>")
+    def load_or_unload(name: str, action: str) -> Any:
         request.max_content_length = SMALL_BODY_BYTES
         extensions.check_load_parameters(_parameters(_small_json(), "the request"))
-        service.load_model(name, request.headers.get("Authorization"))
-        return jsonify({})
-
-    @api.post("/v2/repository/models/<name>/unload")
-    def unload(name: str) -> Any:
-        request.max_content_length = SMALL_BODY_BYTES
-        extensions.check_load_parameters(_parameters(_small_json(), "the request"))
-        service.unload_model(name, request.headers.get("Authorization"))
+        change = service.load_model if action == "load" else service.unload_model
+        change(name, request.headers.get("Authorization"))
         return jsonify({})
 
     @api.get("/v2/models/stats")
