@@ -70,14 +70,20 @@ $(PROTO_OUT) &: proto/inference.proto proto/detection.proto proto/grpc_inference
 
 proto: $(PROTO_OUT)
 
+# A virtual environment of its own, $(1), from the requirements file $(2): tools the tests drive the
+# service with, whose pins the service's own environment cannot take.
+define side_venv
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --disable-pip-version-check -r $(2)
+	touch $@
+endef
+
 # The Open Inference Protocol's own clients (tritonclient, the kserve SDK) for the tests, in a venv
 # of their own: they pin protobuf 6, which the service's generated modules cannot import under.
 CLIENTS_VENV ?= .venv-clients
 CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
 $(CLIENTS_STAMP): requirements-clients.txt
-	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
-	$(CLIENTS_VENV)/bin/pip install --disable-pip-version-check -r requirements-clients.txt
-	touch $@
+	$(call side_venv,$(CLIENTS_VENV),$<)
 
 clients: $(CLIENTS_STAMP)
 
@@ -86,9 +92,7 @@ clients: $(CLIENTS_STAMP)
 PEER_VENV ?= .venv-peer
 PEER_STAMP := $(PEER_VENV)/.installed
 $(PEER_STAMP): requirements-peer.txt
-	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
-	$(PEER_VENV)/bin/pip install --disable-pip-version-check -r requirements-peer.txt
-	touch $@
+	$(call side_venv,$(PEER_VENV),$<)
 
 peer: $(PEER_STAMP)
 
