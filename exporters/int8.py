@@ -48,9 +48,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Letterboxed sides for a 640 model: square, 4:3 and 16:9 in both orientations. A 3:2 photo
-# (448) runs in 480, a 5:4 one (512) in 640.
-SHAPES = ((640, 640), (480, 640), (640, 480), (384, 640), (640, 384))
+# Letterboxed sides for a 640 model: square, 4:3 and 16:9 in both orientations (a 3:2 photo,
+# 448, runs in 480; a 5:4 one, 512, in 640), and the square regions cameras send at their own size
+# (Frigate's 320 by default, 416 the other common detector input). A smaller image runs in the
+# smallest that holds it: a 256x256 frame in 320x320.
+SHAPES = ((640, 640), (480, 640), (640, 480), (384, 640), (640, 384), (416, 416), (320, 320))
 # Looser than bf16's (4 px, scores within 0.05), because int8 moves answers further: a zebra at
 # 0.70 in fp32 scores 0.61, a 4 x 8 px person far away 0.60 and 0.36, the top edge of a 530 px
 # motorcycle moves 26 px. What the service answers is the labels above the threshold (and their

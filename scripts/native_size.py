@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """What running small frames at their own size changes, against enlarging them to the model's input.
 
-A camera's region (Frigate's 320x320) is letterboxed today to the model's input size (640 for
-YOLOv5s): the frame is enlarged 2x and costs a 640 photo's forward. Run at its own size (the
-letterbox rounded to the stride, not enlarged), it would cost about a quarter. This measures the
+A camera's region (Frigate's 320x320) letterboxed to the model's input size (640 for YOLOv5s)
+is enlarged 2x and costs a 640 photo's forward; run at its own size (the letterbox rounded to the
+stride, not enlarged, what YOLOv5s exports do now), it costs about a quarter. This measures the
 answers both ways on frames cut from the evaluation photos (the centre square and the four corner
 squares of 60% of the short side, each resized to ``--sizes``): agreement of the labels (F1 of
 the label multisets at the model's threshold) and of the boxes (mean IoU of same-label matches,
@@ -80,6 +80,17 @@ def _matches(boxes_a: torch.Tensor, labels_a: torch.Tensor, boxes_b: torch.Tenso
     return found
 
 
+def _enlarging(module: torch.jit.ScriptModule, enlarge: bool, enlarged_size: int, side: int) -> None:
+    """Make the module's next forward enlarge a ``side`` frame to its input, or keep it at its own size.
+
+    An export with the ``enlarge`` switch (exporters.yolov5) is told so; an older one gets ``side`` as its input.
+    """
+    if hasattr(module, "enlarge"):
+        module.enlarge = enlarge
+    else:
+        module.input_size = enlarged_size if enlarge else side
+
+
 def scored(model_dir: Path, images: Path, labels: dict[str, list[str]], side: int) -> tuple[float, float]:
     """The mean acceptance score of the labelled photos shrunk to ``side`` on their long side: enlarged, native."""
     card = ModelCard.read(model_dir)
@@ -93,7 +104,7 @@ def scored(model_dir: Path, images: Path, labels: dict[str, list[str]], side: in
             small = photo.resize((max(1, round(photo.width * ratio)), max(1, round(photo.height * ratio))))
         image = pil_to_tensor(small).float() / 255.0
         for size in results:
-            module.input_size = size
+            _enlarging(module, size == enlarged_size, enlarged_size, side)
             _, found, _ = _run(module, image, threshold)
             results[size].append(score(expected, [card.categories[i] for i in found.tolist()]))
     return statistics.mean(results[enlarged_size]), statistics.mean(results[side])
@@ -107,9 +118,9 @@ def compare(model_dir: Path, images: Path, side: int) -> dict:
     f1s, ious, found_share, times = [], [], [], {"enlarged": [], "native": []}
     counts = {"enlarged": 0, "native": 0}
     for frame in frames(images, side):
-        module.input_size = enlarged_size
+        _enlarging(module, True, enlarged_size, side)
         boxes_a, labels_a, spent_a = _run(module, frame, threshold)
-        module.input_size = side
+        _enlarging(module, False, enlarged_size, side)
         boxes_b, labels_b, spent_b = _run(module, frame, threshold)
         times["enlarged"].append(spent_a)
         times["native"].append(spent_b)

@@ -221,6 +221,10 @@ def test_the_int8_body_runs_each_input_in_the_smallest_shape_that_holds_it(yolov
     with torch.inference_mode():
         maps = body(torch.rand(1, 3, 448, 640))
         assert [tuple(m.shape) for m in maps] == [(1, 255, 56, 80), (1, 255, 28, 40), (1, 255, 14, 20)]
+        # A camera's 320x320 frame at its own size, and a 256x256 one, in the 320x320 package.
+        assert [tuple(m.shape) for m in body(torch.rand(1, 3, 320, 320))] == [(1, 255, 40, 40), (1, 255, 20, 20),
+                                                                             (1, 255, 10, 10)]
+        assert [tuple(m.shape) for m in body(torch.rand(1, 3, 256, 256))][0] == (1, 255, 32, 32)
         with pytest.raises(ValueError, match="no compiled shape holds a 672x640 input"):
             body(torch.rand(1, 3, 672, 640))
 

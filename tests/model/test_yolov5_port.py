@@ -100,8 +100,9 @@ def test_letterbox_reproduces_the_reference_input(exported, square, shared_dir, 
     """The service's pre-shrink plus the module's letterbox give TensorFlow's input.
 
     Pixel for pixel where the photo is shrunk (Pillow's bilinear, as the
-    reference); a photo smaller than 640 is enlarged by torch's bilinear
-    instead, which rounds differently by a few levels.
+    reference); a photo smaller than 640 is enlarged in the square reference by
+    torch's bilinear instead, which rounds differently by a few levels, and
+    keeps its own size in the rectangular export.
     """
     reference, expected = _reference(shared_dir, name)
     photo = Image.open(shared_dir / "eval" / "images" / f"{name}.jpg").convert("RGB")
@@ -112,9 +113,41 @@ def test_letterbox_reproduces_the_reference_input(exported, square, shared_dir, 
         rect, _, rect_left, rect_top = exported.letterbox(tensor)
     torch.testing.assert_close(padded, expected, atol=tolerance, rtol=0.0)
     height, width = rect.shape[-2:]
-    assert height % 32 == 0 and width % 32 == 0 and max(height, width) == 640
+    assert height % 32 == 0 and width % 32 == 0
+    if max(photo.size) < 640:
+        _assert_kept_at_its_size(exported, tensor)
+        return
+    assert max(height, width) == 640
     crop = expected[..., top - rect_top: top - rect_top + height, left - rect_left: left - rect_left + width]
     torch.testing.assert_close(rect, crop, atol=tolerance, rtol=0.0)
+
+
+def _assert_kept_at_its_size(module: torch.jit.ScriptModule, image: torch.Tensor) -> None:
+    """The letterbox neither enlarges ``image`` nor changes a pixel of it: grey up to the next multiple of 32."""
+    height, width = image.shape[-2:]
+    with torch.inference_mode():
+        batch, scale, left, top = module.letterbox(image)
+    assert scale == 1.0
+    assert tuple(batch.shape) == (1, 3, -(-height // 32) * 32, -(-width // 32) * 32)
+    assert torch.equal(batch[0, :, top: top + height, left: left + width], image)
+    grey = torch.full_like(batch, yolov5.PAD_VALUE)
+    grey[0, :, top: top + height, left: left + width] = image
+    assert torch.equal(batch, grey)
+
+
+@pytest.mark.parametrize("size", [(320, 320), (416, 416), (300, 200), (31, 45), (640, 100)])
+def test_an_image_smaller_than_the_input_runs_at_its_own_size(exported, size):
+    """A camera's 320x320 region costs a 320x320 forward, not a 640x640 one (docs/accuracy.md)."""
+    _assert_kept_at_its_size(exported, torch.rand(3, *size))
+    with torch.inference_mode():
+        batch, scale, _, _ = exported.letterbox(torch.rand(3, 500, 1000))
+    assert tuple(batch.shape) == (1, 3, 320, 640) and scale == 0.64
+
+
+def test_the_square_reference_still_enlarges_small_images(square):
+    with torch.inference_mode():
+        batch, scale, _, _ = square.letterbox(torch.rand(3, 320, 320))
+    assert tuple(batch.shape) == (1, 3, 640, 640) and scale == 2.0
 
 
 @pytest.mark.parametrize("name", [n for n in REFERENCES if n != "darknet_giraffe"])
