@@ -49,6 +49,11 @@ MODEL_STAGES = Summary(
     "app_model_stage_seconds", "Stages of the successful predictions per model version: count and seconds.",
     ["model", "version", "stage"],
 )
+MODEL_BATCHES = Summary(
+    "app_model_batched_inference_seconds",
+    "Successful predictions per model version by the number of images in the forward they ran in "
+    "(model.batching): count and the model's seconds.", ["model", "version", "batch_size"],
+)
 MODEL_LAST_PREDICTION = Gauge(
     "app_model_last_prediction_timestamp_seconds", "When a model version last answered a prediction (Unix time).",
     ["model", "version"], multiprocess_mode="max",

@@ -270,6 +270,14 @@ class Settings:
         "model's own resize", kind="int", low=16, high=100_000, unit="px",
         shown_default="from the sidecar (Mask R-CNN 1333, yolov5s 640, mb3-centernet 640)")
     max_batch: int = setting("DETECTOR_MAX_BATCH", 16, "URLs per `/v1/detect:batch`", kind="int", low=1, high=1024)
+    batch_size: int = setting(
+        "DETECTOR_BATCH_SIZE", 4, "requests for one model that queued while it was busy and have images of "
+        "one size run as one forward, at most this many (`1`: one at a time); YOLOv5s only, whose int8 body "
+        "has batches compiled for 320x320 camera frames (docs/performance.md)", kind="int", low=1, high=64)
+    batch_wait_us: int = setting(
+        "DETECTOR_BATCH_WAIT_US", 0, "how long the oldest queued request may wait for others to fill its batch "
+        "(`0`: never; a batch is only what queued anyway behind a running forward)", kind="int", low=0,
+        high=1_000_000, unit="us")
     max_in_flight: int = setting(
         "DETECTOR_MAX_IN_FLIGHT", 16, "predictions one process holds at once, fetching, decoding or at the model; "
         "the next is refused at once (503 `overloaded`). Kept below the thread counts so health checks, metrics "

@@ -8,8 +8,8 @@
 * Compilation: ``torch.export`` then AOTInductor with freezing, which fuses
   quantize / convolution / SiLU / dequantize into oneDNN int8 convolutions
   (VNNI or AMX-INT8). Inductor fuses them for static shapes only, so there is
-  one compiled body per letterbox shape in ``SHAPES``; model.compiled_body
-  runs an image in the smallest that holds it. Each is kept as the shared
+  one compiled body per letterbox shape in ``SHAPES`` (and batch in ``BATCHES``);
+  model.compiled_body runs an image in the smallest that holds it. Each is kept as the shared
   library inside AOTInductor's ``.pt2`` archive (code and frozen weights in one
   file): every serving process maps that one file, where loading the archive
   would extract a private copy per process into a temporary folder.
@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 # (Frigate's 320 by default, 416 the other common detector input). A smaller image runs in the
 # smallest that holds it: a 256x256 frame in 320x320.
 SHAPES = ((640, 640), (480, 640), (640, 480), (384, 640), (640, 384), (416, 416), (320, 320))
+# Batches compiled besides one image, per shape: camera frames that queue together share a forward
+# (model.batching). At 320x320 a frame costs 6.0 ms alone, 5.3 in two, 5.1 in four; at 640x640 a
+# batch saved nothing (AMD EPYC, Zen 4, 2 threads; docs/performance-log.md, 2026-12-04).
+BATCHES = {(320, 320): (2, 4)}
 # Looser than bf16's (4 px, scores within 0.05), because int8 moves answers further: a zebra at
 # 0.70 in fp32 scores 0.61, a 4 x 8 px person far away 0.60 and 0.36, the top edge of a 530 px
 # motorcycle moves 26 px. What the service answers is the labels above the threshold (and their
@@ -121,14 +125,16 @@ def quantize(body: nn.Module, batches: list[torch.Tensor]) -> torch.fx.GraphModu
 
     quantizer = _outputs_in_float_quantizer()
     quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
-    example = (torch.zeros(1, 3, *SHAPES[0]),)
-    # Any multiple of 32 up to the largest shape: calibration photos and compiled shapes vary.
+    # An example of two images: a batch of one would fix the batch dimension at 1.
+    example = (torch.zeros(2, 3, *SHAPES[0]),)
+    # Any multiple of 32 up to the largest shape, any batch compiled: calibration photos and compiled shapes vary.
+    images = Dim("images", min=1, max=max((n for sizes in BATCHES.values() for n in sizes), default=2))
     rows = Dim("rows", min=1, max=max(h for h, _ in SHAPES) // 32)
     cols = Dim("cols", min=1, max=max(w for _, w in SHAPES) // 32)
     # strict: TorchDynamo records which source function each node came from, which is how the
     # quantizer finds the body's functional convolutions.
     graph = torch.export.export(
-        body, example, dynamic_shapes=({2: 32 * rows, 3: 32 * cols},), strict=True
+        body, example, dynamic_shapes=({0: images, 2: 32 * rows, 3: 32 * cols},), strict=True
     ).module()
     with warnings.catch_warnings():
         # SPPF's max pools take -inf padding (TensorFlow's SAME), which int8 cannot hold: they stay float.
@@ -140,26 +146,32 @@ def quantize(body: nn.Module, batches: list[torch.Tensor]) -> torch.fx.GraphModu
 
 
 def compile_packages(quantized: torch.fx.GraphModule, out_dir: Path) -> list[dict[str, object]]:
-    """One compiled body per shape in ``SHAPES``: ``body-int8-<H>x<W>.so`` in ``out_dir``.
+    """One compiled body per shape in ``SHAPES`` and batch in ``BATCHES`` in ``out_dir``.
 
-    AOTInductor writes a ``.pt2`` archive into a staging folder; its one shared library (the
-    kernels, the wrapper and the frozen weights) is taken out of it and renamed into place.
+    ``body-int8-<H>x<W>.so`` for one image, ``body-int8-<N>x<H>x<W>.so`` for N. AOTInductor writes a
+    ``.pt2`` archive into a staging folder; its one shared library (the kernels, the wrapper and
+    the frozen weights) is taken out of it and renamed into place.
     """
     entries = []
     staging = out_dir / ".int8-staging"
     staging.mkdir(parents=True, exist_ok=True)
     try:
         for height, width in SHAPES:
-            started = time.monotonic()
-            program = torch.export.export(quantized, (torch.zeros(1, 3, height, width),))
-            name = f"body-int8-{height}x{width}"
-            archive = staging / f"{name}.pt2"
-            torch._inductor.aoti_compile_and_package(program, package_path=str(archive),
-                                                     inductor_configs={"freezing": True})
-            library = _shared_library(archive, staging / f"{name}.so")
-            library.replace(out_dir / library.name)
-            entries.append({"shape": [height, width], "file": library.name, "sha256": sha256_of(out_dir / library.name)})
-            log.info("int8 body for %dx%d compiled in %.0f s", height, width, time.monotonic() - started)
+            for batch in (1, *BATCHES.get((height, width), ())):
+                started = time.monotonic()
+                program = torch.export.export(quantized, (torch.zeros(batch, 3, height, width),))
+                name = f"body-int8-{height}x{width}" if batch == 1 else f"body-int8-{batch}x{height}x{width}"
+                archive = staging / f"{name}.pt2"
+                torch._inductor.aoti_compile_and_package(program, package_path=str(archive),
+                                                         inductor_configs={"freezing": True})
+                library = _shared_library(archive, staging / f"{name}.so")
+                library.replace(out_dir / library.name)
+                entry: dict[str, object] = {"shape": [height, width], "file": library.name,
+                                            "sha256": sha256_of(out_dir / library.name)}
+                if batch > 1:
+                    entry["batch"] = batch
+                entries.append(entry)
+                log.info("int8 body for %d x %dx%d compiled in %.0f s", batch, height, width, time.monotonic() - started)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return entries

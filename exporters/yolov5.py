@@ -191,10 +191,19 @@ class YoloV5Detector(nn.Module):
         boxes = torch.minimum(((boxes - offset) / scale).clamp(min=0.0), limit)
         return boxes, labels, scores
 
+    @torch.jit.export
+    def run_body(self, batch: Tensor) -> List[Tensor]:
+        """N x 3 x H x W letterboxed inputs -> the body's three maps, N x 255 x H/s x W/s for s = 8, 16, 32.
+
+        What a compiled int8 body replaces; several letterboxed images of one size can share it
+        (model.batching), each then decoded by :meth:`finish` on its own slice of the maps.
+        """
+        p3, p4, p5 = self.body(to_compute(batch, self.compute_dtype, self.channels_last))
+        return [p3, p4, p5]
+
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         padded, scale, left, top = self.letterbox(image)
-        p3, p4, p5 = self.body(to_compute(padded, self.compute_dtype, self.channels_last))
-        return self.finish([p3, p4, p5], image.shape[-2], image.shape[-1], scale, left, top)
+        return self.finish(self.run_body(padded), image.shape[-2], image.shape[-1], scale, left, top)
 
 
 def build_head(graph: GraphModel) -> DetectHead:

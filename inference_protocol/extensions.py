@@ -10,8 +10,8 @@ Both adapters (REST and gRPC) call these and only change the wire format:
   Triton's stages map to this service's: ``queue`` is the wait for the model thread,
   ``compute_input`` the decode, ``compute_infer`` the model (its pre- and post-processing and
   NMS included, so ``compute_output`` stays 0); ``success`` and ``fail`` are whole requests,
-  fetching included. One forward runs per image, so ``execution_count`` equals
-  ``inference_count`` and ``batch_stats`` has the one batch size 1.
+  fetching included. Requests that queue together may share a forward (model.batching):
+  ``batch_stats`` counts the forwards of each size and ``execution_count`` all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from common.errors import InvalidRequest, ModelNotFound
 from serving import DetectionService, IndexEntry, RepositoryState
+from serving.statistics import Duration
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 TRITON_STATES = {RepositoryState.READY: "READY", RepositoryState.LOADING: "LOADING",
@@ -51,6 +52,17 @@ def _duration(count: int, seconds: float) -> dict[str, int]:
     return {"count": count, "ns": int(seconds * NS)}
 
 
+def _batch(size: int, predictions: Duration) -> dict[str, Any]:
+    """Triton's entry for the forwards of ``size`` images, from the predictions that ran in them.
+
+    Each of a forward's ``size`` predictions recorded the forward's time: the forwards are their
+    count over ``size``, and their time the predictions' time over ``size``.
+    """
+    executions = _duration(round(predictions.count / size), predictions.seconds / size)
+    return {"batch_size": size, "compute_input": _duration(0, 0.0), "compute_infer": executions,
+            "compute_output": _duration(0, 0.0)}
+
+
 def statistics(service: DetectionService, name: str, version: str) -> list[dict[str, Any]]:
     """Triton's ``model_stats`` entries for every model (no name), a model, or one of its versions."""
     if version and not (version.isdigit() and not version.startswith("0")):
@@ -66,13 +78,11 @@ def statistics(service: DetectionService, name: str, version: str) -> list[dict[
             inference_stats[triton] = _duration(spent.count, spent.seconds) if spent else _duration(0, 0.0)
         for unused in ("compute_output", "cache_hit", "cache_miss"):
             inference_stats[unused] = _duration(0, 0.0)
-        # Every forward is of one image: all executions are of batch size 1.
-        batch_stats = [{"batch_size": 1, "compute_input": inference_stats["compute_input"],
-                        "compute_infer": inference_stats["compute_infer"],
-                        "compute_output": inference_stats["compute_output"]}] if stats.success.count else []
+        batch_stats = [_batch(size, spent) for size, spent in sorted(stats.batches.items())]
         answer.append({"name": stats.name, "version": str(stats.version),
                        "last_inference": int(stats.last_prediction * 1000),
-                       "inference_count": stats.success.count, "execution_count": stats.success.count,
+                       "inference_count": stats.success.count,
+                       "execution_count": sum(entry["compute_infer"]["count"] for entry in batch_stats),
                        "inference_stats": inference_stats, "response_stats": {}, "batch_stats": batch_stats,
                        "memory_usage": []})
     return answer

@@ -1,7 +1,8 @@
 """An int8 convolutional body compiled ahead of time (AOTInductor), one shared library per input shape.
 
 The export (exporters.int8) quantizes YOLOv5s's body and compiles it for a few
-letterbox shapes, because Inductor fuses int8 convolutions only for static
+letterbox shapes (and, for camera frames, batches of a few images of one shape,
+model.batching), because Inductor fuses int8 convolutions only for static
 shapes. A letterboxed image (sides multiples of 32, the longer one the model's
 input size) runs in the smallest shape that holds it: padded at the bottom and
 right with the letterbox's own grey, and the maps cropped back to the image's
@@ -30,19 +31,26 @@ Maps = list[torch.Tensor]
 
 @dataclass(frozen=True)
 class Package:
-    """One compiled shape: input 1 x 3 x ``height`` x ``width``."""
+    """One compiled shape: input ``batch`` x 3 x ``height`` x ``width``."""
 
     height: int
     width: int
     file: str
     sha256: str
+    batch: int = 1
+
+
+Runner = Callable[[list[torch.Tensor]], Maps]
 
 
 class CompiledBody:
-    def __init__(self, runners: list[tuple[Package, Callable[[list[torch.Tensor]], Maps]]], pad_value: float,
-                 strides: tuple[int, ...]):
-        # Smallest area first: the first package that holds an input is the cheapest.
-        self._runners = sorted(runners, key=lambda item: item[0].height * item[0].width)
+    def __init__(self, runners: list[tuple[Package, Runner]], pad_value: float, strides: tuple[int, ...]):
+        # Per letterbox shape, its runners by batch size; every shape has batch 1. Smallest area
+        # first: the first shape that holds an input is the cheapest.
+        by_shape: dict[tuple[int, int], dict[int, Runner]] = {}
+        for package, runner in runners:
+            by_shape.setdefault((package.height, package.width), {})[package.batch] = runner
+        self._shapes = sorted(by_shape.items(), key=lambda item: item[0][0] * item[0][1])
         self._pad_value = pad_value
         self._strides = strides
 
@@ -51,7 +59,8 @@ class CompiledBody:
         """Every package of the sidecar's ``int8`` field, each checked against its sha256 first."""
         runners = []
         for entry in spec["packages"]:  # type: ignore[attr-defined]
-            package = Package(int(entry["shape"][0]), int(entry["shape"][1]), str(entry["file"]), str(entry["sha256"]))
+            package = Package(int(entry["shape"][0]), int(entry["shape"][1]), str(entry["file"]), str(entry["sha256"]),
+                              int(entry.get("batch", 1)))
             path = Path(directory) / package.file
             actual = sha256_of(path)
             if actual != package.sha256:
@@ -62,19 +71,33 @@ class CompiledBody:
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
-        return [(package.height, package.width) for package, _ in self._runners]
+        return [shape for shape, _ in self._shapes]
+
+    @property
+    def batched_shapes(self) -> list[tuple[int, int, int]]:
+        """(batch, height, width) of every package compiled for more than one image."""
+        return [(n, h, w) for (h, w), runners in self._shapes for n in sorted(runners) if n > 1]
 
     def __call__(self, batch: torch.Tensor) -> Maps:
-        """1 x 3 x H x W float32 letterboxed input -> the body's maps, 1 x C x H/s x W/s for each stride s."""
+        """N x 3 x H x W float32 letterboxed input -> the body's maps, N x C x H/s x W/s for each stride s.
+
+        N images run in the largest compiled batches that fit, then one by one.
+        """
         height, width = batch.shape[-2], batch.shape[-1]
-        for package, runner in self._runners:
-            if package.height >= height and package.width >= width:
+        for (package_h, package_w), runners in self._shapes:
+            if package_h >= height and package_w >= width:
                 break
         else:
             raise ValueError(f"no compiled shape holds a {height}x{width} input (have {self.shapes})")
-        if (package.height, package.width) != (height, width):
-            batch = F.pad(batch, [0, package.width - width, 0, package.height - height], value=self._pad_value)
-        maps = runner([batch.contiguous()])
+        if (package_h, package_w) != (height, width):
+            batch = F.pad(batch, [0, package_w - width, 0, package_h - height], value=self._pad_value)
+        parts: list[Maps] = []
+        start = 0
+        while start < len(batch):
+            size = max(n for n in runners if n <= len(batch) - start)
+            parts.append(runners[size]([batch[start: start + size].contiguous()]))
+            start += size
+        maps = parts[0] if len(parts) == 1 else [torch.cat(level) for level in zip(*parts)]
         return [m[..., : height // s, : width // s] for m, s in zip(maps, self._strides)]
 
 

@@ -20,6 +20,7 @@ import torch
 from common.metrics import MODEL_INFO, MODEL_PROCESSES_READY
 from common.settings import Settings
 from model.detector import Detector
+from model.batching import BatchPolicy
 from model.inference_thread import InferenceThread
 from model.memory import keep_activations_on_heap
 from model.repository import ModelRepository, scan_repository, single_export
@@ -45,12 +46,15 @@ def warm_loader(settings: Settings) -> Callable[[Path, InferenceThread], Detecto
     """How the repository loads a version: verified, on the model thread, and warm before it serves."""
 
     def load(folder: Path, thread: InferenceThread) -> Detector:
-        detector = Detector.load(folder, settings.score_threshold, settings.precision, thread)
+        batching = BatchPolicy(settings.batch_size, settings.batch_wait_us / 1e6)
+        detector = Detector.load(folder, settings.score_threshold, settings.precision, thread, batching)
         started = time.perf_counter()
         detector.warm_up()
-        log.info("model %s warm (%.2fs warm-up, %d torch threads, images shrunk to at most %d px)",
+        log.info("model %s warm (%.2fs warm-up, %d torch threads, images shrunk to at most %d px, "
+                 "batches of up to %d waiting at most %d us)",
                  detector.card.name, time.perf_counter() - started, torch.get_num_threads(),
-                 max_side_for(settings, detector.card))
+                 max_side_for(settings, detector.card), detector.batching.max_size,
+                 detector.batching.wait_seconds * 1e6)
         return detector
 
     return load

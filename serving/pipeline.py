@@ -68,4 +68,4 @@ class Pipeline:
         queue = waits.get("queue", 0.0)
         # "queue": waiting for the model thread (other requests' forwards); "inference": the model's own time.
         timings = {**timings, "decode": decoded_at - started, "queue": queue, "inference": done - decoded_at - queue}
-        return Prediction(detections, image, preview, original_size, detector, timings)
+        return Prediction(detections, image, preview, original_size, detector, timings, int(waits.get("batch", 1)))

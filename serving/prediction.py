@@ -33,6 +33,8 @@ class Prediction:
     original_size: tuple[int, int]
     detector: Detector
     timings: dict[str, float] = field(default_factory=dict)
+    # The images in the forward this one ran in (model.batching).
+    batch_size: int = 1
 
     @property
     def labels(self) -> list[str]:

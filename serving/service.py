@@ -289,5 +289,6 @@ class DetectionService:
             REQUEST_SECONDS.labels(transport, label).observe(time.perf_counter() - started)
         for stage, seconds in prediction.timings.items():
             STAGE_SECONDS.labels(transport, label, stage).observe(seconds)
-        statistics.record(resolved, statistics.SUCCESS, time.perf_counter() - started, prediction.timings)
+        statistics.record(resolved, statistics.SUCCESS, time.perf_counter() - started, prediction.timings,
+                          prediction.batch_size)
         return prediction

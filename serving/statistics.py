@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from common.metrics import MODEL_LAST_PREDICTION, MODEL_PREDICTIONS, MODEL_STAGES, collect
+from common.metrics import MODEL_BATCHES, MODEL_LAST_PREDICTION, MODEL_PREDICTIONS, MODEL_STAGES, collect
 from model.detector import Detector
 
 SUCCESS, FAIL = "success", "fail"
@@ -36,6 +36,8 @@ class VersionStatistics:
     fail: Duration = field(default_factory=Duration)
     # Successful predictions' stages: "fetch", "decode", "queue", "inference".
     stages: dict[str, Duration] = field(default_factory=dict)
+    # Successful predictions by the number of images in their forward, with their "inference" seconds.
+    batches: dict[int, Duration] = field(default_factory=dict)
 
 
 def _family(metric: object) -> str:
@@ -43,12 +45,17 @@ def _family(metric: object) -> str:
     return metric.describe()[0].name  # type: ignore[attr-defined]
 
 
-def record(detector: Detector, outcome: str, seconds: float, stages: dict[str, float]) -> None:
-    """One prediction on ``detector`` (its name and version), ended in ``outcome`` after ``seconds``."""
+def record(detector: Detector, outcome: str, seconds: float, stages: dict[str, float], batch_size: int = 0) -> None:
+    """One prediction on ``detector`` (its name and version), ended in ``outcome`` after ``seconds``.
+
+    ``batch_size``: the images in the forward it ran in (0: it did not reach one).
+    """
     version = str(detector.version or 1)
     MODEL_PREDICTIONS.labels(detector.name, version, outcome).observe(seconds)
     for stage, spent in stages.items():
         MODEL_STAGES.labels(detector.name, version, stage).observe(spent)
+    if batch_size:
+        MODEL_BATCHES.labels(detector.name, version, str(batch_size)).observe(stages.get("inference", 0.0))
     MODEL_LAST_PREDICTION.labels(detector.name, version).set(time.time())
 
 
@@ -57,7 +64,7 @@ def read() -> dict[tuple[str, int], VersionStatistics]:
     counts: dict[tuple[str, int, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
     last: dict[tuple[str, int], float] = {}
     last_name = _family(MODEL_LAST_PREDICTION)
-    wanted = {_family(MODEL_PREDICTIONS), _family(MODEL_STAGES), last_name}
+    wanted = {_family(MODEL_PREDICTIONS), _family(MODEL_STAGES), _family(MODEL_BATCHES), last_name}
     for family in collect():
         if family.name not in wanted:
             continue
@@ -69,7 +76,7 @@ def read() -> dict[tuple[str, int], VersionStatistics]:
             if family.name == last_name:
                 last[key] = max(last.get(key, 0.0), sample.value)
                 continue
-            kind = "outcome" if "outcome" in labels else "stage"
+            kind = next(k for k in ("outcome", "stage", "batch_size") if k in labels)
             part = 0 if sample.name.endswith("_count") else 1 if sample.name.endswith("_sum") else None
             if part is not None:
                 counts[(*key, kind, labels[kind])][part] += sample.value
@@ -79,6 +86,8 @@ def read() -> dict[tuple[str, int], VersionStatistics]:
         duration = Duration(int(count), seconds)
         if kind == "stage":
             stats.stages[which] = duration
+        elif kind == "batch_size":
+            stats.batches[int(which)] = duration
         elif which == SUCCESS:
             stats.success = duration
         elif which == FAIL:
