@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 PROTO_OUT := proto/inference_pb2.py proto/inference_pb2_grpc.py proto/detection_pb2.py proto/detection_pb2_grpc.py \
 	proto/grpc_inference_pb2.py proto/grpc_inference_pb2_grpc.py
 
-.PHONY: help setup clients peer proto model model-version browser nginx tools run photos status logs reload stop test test-unit docker-test bench evaluate hostile chaos clean
+.PHONY: help setup clients peer proto model model-version browser nginx tools run photos status logs reload stop test test-unit docker-test bench bench-peers bench-cameras evaluate hostile chaos clean
 .DEFAULT_GOAL := help
 
 SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c supervisord.conf
@@ -39,6 +39,8 @@ help:
 	@echo "make docker-test  build the Docker image (own dockerd, debootstrap base, host wheels) and test the container"
 	@echo "make evaluate  accuracy of the running service over ../shared/eval, HTTP and gRPC"
 	@echo "make bench     latency and throughput of the running service"
+	@echo "make bench-peers    this service against Triton + OpenVINO int8, same photos and client (docs/performance.md)"
+	@echo "make bench-cameras  1, 2, 4 and 8 Frigate-like cameras of 320x320 frames, 0.1 s timeout"
 	@echo "make hostile   slow clients, overload and memory bombs against a service started for the run"
 	@echo "make chaos     restarts and kill -9 of every process under load, against a service started for the run"
 	@echo "make model MODEL_SOURCE=mb3-centernet    add a model to the repository (also while the service runs)"
@@ -197,6 +199,16 @@ evaluate: setup
 
 bench: setup
 	$(PY) -m scripts.bench --http http://127.0.0.1:8080 --grpc 127.0.0.1:9090 --images $(SHARED_DIR)/eval/images
+
+# This service against Triton + OpenVINO int8 (built by NNCF in .venv-peer) on the same photos, with
+# the same client (tritonclient), in one run: req/s at c=1 and c=4, p50, p99 and the score.
+bench-peers: setup peer model
+	$(PY) -m scripts.bench_peers --serve $(MODEL_REPOSITORY) --images $(SHARED_DIR)/eval/images \
+		--labels $(SHARED_DIR)/eval/labels.json
+
+# N Frigate-like cameras: 320x320 JPEG frames to /v1/vision/detection with a 0.1 s client timeout.
+bench-cameras: setup model
+	$(PY) -m scripts.bench_cameras --serve $(MODEL_REPOSITORY) --images $(SHARED_DIR)/eval/images --cameras 1,2,4,8
 
 # Builds the Dockerfile with a local base image, host-side wheels and the host's CAs, runs the
 # container on the host's loopback and checks it from outside (deploy/docker/test-image.sh).

@@ -1,0 +1,35 @@
+"""scripts/bench_peers.py builds the Triton + OpenVINO int8 peer, runs the same client against both, and reports.
+
+A benchmark prints numbers and asserts no speed. What is checked: the peer is a real detector
+(its int8 model, quantized by NNCF here, scores on the public labels like a detector, not like
+noise), this service keeps its own score, and no request failed on either side.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+
+def test_the_peer_and_this_service_answer_the_same_client(yolov5_dir, shared_dir, tmp_path):
+    report = tmp_path / "peers.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.bench_peers", "--serve", str(yolov5_dir), "--images",
+         str(shared_dir / "eval" / "images"), "--labels", str(shared_dir / "eval" / "labels.json"),
+         "--concurrency", "1,2", "--seconds", "2", "--work", str(tmp_path / "peer"), "--json", str(report)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "AMD" in result.stdout or "Intel" in result.stdout or "CPUs usable" in result.stdout
+    results = json.loads(report.read_text())
+    assert set(results) == {"this service", "Triton + OpenVINO int8"}
+    for server, found in results.items():
+        assert [level["concurrency"] for level in found["levels"]] == [1, 2], server
+        assert all(level["requests"] > 0 and level["failures"] == 0 for level in found["levels"]), server
+        assert len(found["labels"]) == 17, server
+    assert results["this service"]["score"] >= 0.8
+    assert results["Triton + OpenVINO int8"]["score"] >= 0.6
+    assert "c=1: this service / peer = " in result.stdout
