@@ -123,35 +123,24 @@ class Detector:
     def warm_up(self) -> None:
         """Forward passes so the first caller does not pay for lazy initialisation.
 
-        TorchScript's profiling executor specialises a graph on its second run, so one is not enough;
-        an int8 body runs once in each of its compiled shapes (its batches too, where requests may
-        share a forward). Each pass queues on the model thread
+        TorchScript's profiling executor specialises a graph on its second run, so one is not enough.
+        An int8 body's other shapes load on their first use (model.compiled_body.OnFirstUse): warming
+        them all would keep every one in every process. Each pass queues on the model thread
         on its own, so requests to a model already serving wait at most one pass.
         """
-        shapes = [(480, 640), (480, 640)]
-        if self._body is not None:  # oneDNN builds each compiled shape's kernels on its first run
-            shapes += self._body.shapes
-        for height, width in shapes:
-            self._thread.call(self._warm_pass, 1, height, width)
-        if self._body is not None and self.batching.max_size > 1:
-            for size, height, width in self._body.batched_shapes:
-                if size <= self.batching.max_size:
-                    self._thread.call(self._warm_pass, size, height, width)
+        for height, width in [(480, 640), (480, 640)]:
+            self._thread.call(self._warm_pass, height, width)
         self.warm = True
 
-    def _warm_pass(self, images: int, height: int, width: int) -> None:
-        """Model thread: one forward of ``images`` grey images, made here too.
+    def _warm_pass(self, height: int, width: int) -> None:
+        """Model thread: one forward of a grey image, made here too.
 
         A tensor filled on the calling thread gives that thread an OpenMP team of its own for as
         long as it lives; with more OpenMP threads than cores, libgomp stops spinning between
         parallel regions. In a script that warms a detector up from its main thread, the int8 body
         then took twice as long (12 against 6 ms at 320x320, AMD EPYC, Zen 4, 2 threads).
         """
-        grey = [torch.full((3, height, width), 0.5) for _ in range(images)]
-        if images == 1:
-            self._forward(grey[0])
-        else:
-            self._forward_batch(grey)
+        self._forward(torch.full((3, height, width), 0.5))
 
     @property
     def supports_batching(self) -> bool:

@@ -37,6 +37,16 @@ def release_freed_memory(decoded_bytes: int) -> None:
         _malloc_trim(0)
 
 
+def release_warm_up_memory() -> None:
+    """After a model's warm-up: give back what its passes in every compiled shape left free on the heap.
+
+    The warm-up runs each shape once, so the heap grows to hold the buffers of all of them; a
+    service then runs a few shapes, whose buffers alone come back and stay (keep_activations_on_heap).
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3

@@ -22,7 +22,7 @@ from common.settings import Settings
 from model.detector import Detector
 from model.batching import BatchPolicy
 from model.inference_thread import InferenceThread
-from model.memory import keep_activations_on_heap
+from model.memory import keep_activations_on_heap, release_warm_up_memory
 from model.repository import ModelRepository, scan_repository, single_export
 from serving.pipeline import max_side_for
 from serving.service import DetectionService
@@ -50,6 +50,7 @@ def warm_loader(settings: Settings) -> Callable[[Path, InferenceThread], Detecto
         detector = Detector.load(folder, settings.score_threshold, settings.precision, thread, batching)
         started = time.perf_counter()
         detector.warm_up()
+        release_warm_up_memory()
         log.info("model %s warm (%.2fs warm-up, %d torch threads, images shrunk to at most %d px, "
                  "batches of up to %d waiting at most %d us)",
                  detector.card.name, time.perf_counter() - started, torch.get_num_threads(),

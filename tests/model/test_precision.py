@@ -165,7 +165,8 @@ def test_yolov5s_export_keeps_its_int8_body_where_the_cpu_runs_it(yolov5_dir, sh
         assert card.int8["outcome"].startswith("not built: this CPU has none of") and "packages" not in card.int8
         return
     assert card.int8["outcome"] == "int8: same answers as fp32"
-    assert sorted(tuple(p["shape"]) for p in card.int8["packages"]) == sorted(int8.SHAPES)
+    expected = [(1, *shape) for shape in int8.SHAPES] + [(n, *shape) for shape, ns in int8.BATCHES.items() for n in ns]
+    assert sorted((p.get("batch", 1), *p["shape"]) for p in card.int8["packages"]) == sorted(expected)
     for package in card.int8["packages"]:
         assert sha256_of(yolov5_dir / package["file"]) == package["sha256"]
     assert set(card.int8["requires_flags"]) <= cpu_flags()
@@ -218,13 +219,23 @@ def test_yolov5s_int8_keeps_the_acceptance_score(yolov5_both, yolov5_int8, share
 def test_the_int8_body_runs_each_input_in_the_smallest_shape_that_holds_it(yolov5_dir):
     """A 448x640 letterbox (a 3:2 photo) runs in the 480x640 package; the maps are cropped to its cells."""
     body = CompiledBody.load(yolov5_dir, ModelCard.read(yolov5_dir).int8)
+    loaded = lambda: sorted((shape, n) for shape, runners in body._shapes for n, r in runners.items() if r.loaded)  # noqa: E731
+    assert loaded() == []  # each package is mapped on its first use
     with torch.inference_mode():
         maps = body(torch.rand(1, 3, 448, 640))
+        assert loaded() == [((480, 640), 1)]
         assert [tuple(m.shape) for m in maps] == [(1, 255, 56, 80), (1, 255, 28, 40), (1, 255, 14, 20)]
         # A camera's 320x320 frame at its own size, and a 256x256 one, in the 320x320 package.
         assert [tuple(m.shape) for m in body(torch.rand(1, 3, 320, 320))] == [(1, 255, 40, 40), (1, 255, 20, 20),
                                                                              (1, 255, 10, 10)]
         assert [tuple(m.shape) for m in body(torch.rand(1, 3, 256, 256))][0] == (1, 255, 32, 32)
+        # Three camera frames of one size: a batch of two and one alone, the same maps as one by one.
+        frames = torch.rand(3, 3, 320, 320)
+        together = body(frames)
+        alone = [body(frames[i: i + 1]) for i in range(3)]
+        for level, m in enumerate(together):
+            torch.testing.assert_close(m, torch.cat([maps_[level] for maps_ in alone]), atol=1e-3, rtol=1e-3)
+        assert ((320, 320), 2) in loaded() and ((320, 320), 4) not in loaded()
         with pytest.raises(ValueError, match="no compiled shape holds a 672x640 input"):
             body(torch.rand(1, 3, 672, 640))
 
