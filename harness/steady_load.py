@@ -1,6 +1,7 @@
 """Steady load on both transports, every call recorded: what chaos runs and the Docker test use.
 
-HTTP clients open a connection per call, as curl does; gRPC clients keep one channel each.
+HTTP clients open a connection per call, as curl does, or keep one open, as Home Assistant's and
+Frigate's session-based clients do; gRPC clients keep one channel each.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -32,8 +34,10 @@ class Call:
 class SteadyLoad:
     """Clients calling back to back until stopped; every call is recorded with its outcome.
 
-    HTTP clients open a connection per call, as curl does; gRPC clients keep one
-    channel each, as a gRPC application does.
+    HTTP clients open a connection per call, as curl does; ``keep_alive_clients`` more keep one
+    connection open across calls (a failed call costs them their connection, as it would a
+    ``requests.Session``: a front that closed it under a request fails that request); gRPC
+    clients keep one channel each, as a gRPC application does.
     """
 
     http_url: str
@@ -41,6 +45,7 @@ class SteadyLoad:
     image_url: str
     http_clients: int = 2
     grpc_clients: int = 2
+    keep_alive_clients: int = 0
     calls: list[Call] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -68,6 +73,34 @@ class SteadyLoad:
             if not ok:
                 time.sleep(0.05)
 
+    def _keep_alive_client(self) -> None:
+        body = json.dumps({"url": self.image_url}).encode()
+        address = urllib.parse.urlsplit(self.http_url)
+        connection: http.client.HTTPConnection | None = None
+        while not self._stop.is_set():
+            start = time.monotonic()
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+                connection.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                answer = response.read()
+                ok = response.status == 200 and bool(json.loads(answer).get("objects"))
+                error = "" if ok else f"HTTP {response.status}"
+                if response.will_close:
+                    connection.close()
+                    connection = None
+            except (OSError, ValueError, http.client.HTTPException) as failure:
+                ok, error = False, type(failure).__name__
+            if not ok and connection is not None:
+                connection.close()
+                connection = None
+            self._record(Call("http", start, time.monotonic(), ok, error))
+            if not ok:
+                time.sleep(0.05)
+        if connection is not None:
+            connection.close()
+
     def _grpc_client(self) -> None:
         from proto import inference_pb2, inference_pb2_grpc
 
@@ -85,7 +118,8 @@ class SteadyLoad:
                     time.sleep(0.05)
 
     def start(self) -> None:
-        clients = [self._http_client] * self.http_clients + [self._grpc_client] * self.grpc_clients
+        clients = ([self._http_client] * self.http_clients + [self._keep_alive_client] * self.keep_alive_clients
+                   + [self._grpc_client] * self.grpc_clients)
         self._threads = [threading.Thread(target=client, daemon=True) for client in clients]
         for thread in self._threads:
             thread.start()

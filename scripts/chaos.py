@@ -2,7 +2,8 @@
 """Operate the service under steady load and check the promises of docs/operations.md.
 
 Starts the real service (supervisord and every program) on free 127.0.0.1 ports,
-runs two HTTP clients calling ``POST /predict`` and two gRPC clients calling
+runs two HTTP clients calling ``POST /predict`` (one opens a connection per call, the other keeps
+its connection open across calls, as session-based clients do) and two gRPC clients calling
 ``inference.InstanceDetector/Predict`` back to back on one photo served from
 127.0.0.1, and performs each operator action in turn: ``make reload``,
 ``supervisorctl restart`` of ``http``, ``grpc`` and ``front``, and ``kill -9`` of
@@ -134,7 +135,9 @@ def run(model_dir: Path, images: Path, time_limit: float, env: dict[str, str]) -
     deadline = time.monotonic() + time_limit
     try:
         service.start()
-        load = SteadyLoad(service.http_url, service.grpc_target, images_server.url(f"/images/{PHOTO}"))
+        # One HTTP client opens a connection per call (curl), one keeps its connection (a camera system's session).
+        load = SteadyLoad(service.http_url, service.grpc_target, images_server.url(f"/images/{PHOTO}"),
+                          http_clients=1, keep_alive_clients=1)
         counter_before = service.metric()
         load.start()
         time.sleep(SETTLE_SECONDS)
