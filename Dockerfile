@@ -69,11 +69,14 @@ RUN apt-get update \
 
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
+# One gunicorn worker: each holds its own Mask R-CNN (about 180 MB of weights, a forward of about a
+# second); make run's two workers are measured for YOLOv5s (docs/performance.md).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DETECTOR_RUN_DIR=/app/run \
-    DETECTOR_MODEL_DIR=/app/artifacts/model
+    DETECTOR_MODEL_DIR=/app/artifacts/model \
+    DETECTOR_HTTP_WORKERS=1
 WORKDIR /app
 USER detector
 

@@ -197,8 +197,10 @@ class ServerSettings:
     http_host: str = setting("DETECTOR_HTTP_HOST", "0.0.0.0", "public HTTP address (nginx's)")
     http_port: int = setting("DETECTOR_HTTP_PORT", 8080, "public HTTP port (nginx's; gunicorn listens on "
                              "`$DETECTOR_RUN_DIR/http.sock`)", kind="int", low=1, high=65535)
-    http_workers: int = setting("DETECTOR_HTTP_WORKERS", 1, "gunicorn workers; each holds a model (one per 2 "
-                                "cores is the measured best, docs/performance.md)", kind="int", low=1, high=64)
+    http_workers: int = setting(
+        "DETECTOR_HTTP_WORKERS", description="gunicorn workers; each holds a model, and a forward takes the torch "
+        "threads the other serving processes' forwards leave it (docs/performance.md)", kind="int", low=1, high=64,
+        default_factory=lambda: min(2, usable_cpus()), shown_default="2 (1 on a one-CPU machine)")
     http_threads: int = setting("DETECTOR_HTTP_THREADS", 24, "threads per gunicorn worker", kind="int", low=1, high=1024)
     http_timeout: int = setting("DETECTOR_HTTP_TIMEOUT", 120, "gunicorn's worker timeout", kind="int", low=1,
                                 high=3600, unit="s")

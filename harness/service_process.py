@@ -140,7 +140,9 @@ class ServiceProcess:
     @property
     def model_processes(self) -> int:
         """Every gunicorn worker plus the two gRPC servers hold a model."""
-        return int(self.env.get("DETECTOR_HTTP_WORKERS", "1")) + 2
+        from common.settings import ServerSettings
+
+        return ServerSettings.from_env({**os.environ, **self.env}).http_workers + 2
 
     def processes_ready(self) -> float:
         """How many processes report a warm model (/readyz reaches only one worker)."""

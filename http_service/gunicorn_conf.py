@@ -31,9 +31,10 @@ gunicorn_errors.install()
 # The socket comes from the listeners program (python -m http_service, systemd's LISTEN_FDS);
 # this address only names it in the log.
 bind = f"unix:{SERVER.http_socket}"
-# One worker by default: each worker holds a model and an OpenMP team as wide as the machine;
-# two teams on two cores starve each other (HTTP at c=4: 15 req/s with 2 workers, 22 with 1;
-# docs/performance-log.md, 2026-11-24, "Processes"). Raise it on machines with cores to spare for a second team.
+# Two workers by default: a second request no longer waits for the first one's whole forward.
+# Their OpenMP teams do not starve each other: a forward takes the threads the service's other
+# running forwards leave it (model.core_share); uncoordinated, two teams on two cores gave 15
+# req/s at c=4 against 22 with one worker (docs/performance-log.md, 2026-11-24 and 2026-12-04).
 workers = SERVER.http_workers
 # Threads let a worker keep fetching and decoding images for queued requests while one
 # request's inference runs on the model thread. Predictions may hold at most

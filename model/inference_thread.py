@@ -6,7 +6,8 @@ process soon held more OpenMP threads than cores, and libgomp then stops
 spinning between parallel regions: YOLOv5s's bf16 body took 45 ms instead of
 25 ms, with the two cores half idle (docs/performance-log.md, 2026-11-24, "One model thread").
 Loading, conversion, warm-up and every forward pass therefore run here;
-request threads hand over work and wait. Work runs one item at a time in
+request threads hand over work and wait. Each piece of work takes the share
+of the cores that the other serving processes leave it (model.core_share). Work runs one item at a time in
 arrival order, which is also what serialises inference. A request whose
 caller has gone (disconnected, cancelled, out of deadline) while it waited is
 dropped when its turn comes instead of costing a forward pass.
@@ -18,7 +19,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
+import torch
+
 from common.errors import CallerGone
+from model.core_share import CoreShare
 
 T = TypeVar("T")
 # Answers whether the caller still waits for the result.
@@ -26,9 +30,12 @@ Alive = Callable[[], bool]
 
 
 class InferenceThread:
-    def __init__(self, name: str = "model") -> None:
+    def __init__(self, name: str = "model", share: CoreShare | None = None) -> None:
+        """``share``: the cores this process's work shares with the other serving processes' (model.core_share)."""
         # The thread starts on the first call, so a module-level instance survives gunicorn's fork.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._share = share
+        self._threads = 0  # what the model thread last set (touched on it only)
 
     def call(self, fn: Callable[..., T], *args: object, alive: Alive | None = None,
              waits: dict[str, float] | None = None) -> T:
@@ -45,6 +52,12 @@ class InferenceThread:
                 waits["queue"] = time.perf_counter() - submitted
             if alive is not None and not alive():
                 raise CallerGone("the caller went away before the model ran")
-            return fn(*args)
+            if self._share is None:
+                return fn(*args)
+            with self._share.forward() as threads:
+                if threads != self._threads:
+                    torch.set_num_threads(threads)
+                    self._threads = threads
+                return fn(*args)
 
         return self._executor.submit(run).result()

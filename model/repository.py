@@ -199,9 +199,10 @@ class ModelRepository:
         default: str | None = None,
         only: Iterable[str] | None = None,
         root: Path | None = None,
+        thread: InferenceThread | None = None,
     ):
         """``root``: the repository's folder, where loads and unloads are kept (None: a single export,
-        which cannot be unloaded)."""
+        which cannot be unloaded). ``thread``: the process's model thread, shared by every model."""
         self._scan = scan
         self._root = Path(root) if root is not None else None
         self._loader = loader
@@ -210,7 +211,7 @@ class ModelRepository:
         self._models: dict[str, ServedModel] = {}
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
-        self.thread = InferenceThread()
+        self.thread = thread or InferenceThread()
         self.default: str | None = default
 
     # -- reading (request threads) ------------------------------------------------------------

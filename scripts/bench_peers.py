@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -127,7 +128,9 @@ class Peer:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_peer_env(), start_new_session=True)
         deadline = time.monotonic() + PEER_START_SECONDS
         assert self._process.stdout is not None
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([self._process.stdout], [], [], left)[0]:
+                break
             line = self._process.stdout.readline()
             if not line:
                 break
@@ -170,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-hint", default="LATENCY", choices=("LATENCY", "THROUGHPUT"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    # A stopped run still stops what it started (both servers run in sessions of their own).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not 0 < args.seconds <= 120:
         parser.error("--seconds must be in (0, 120]")
     if not PEER_PYTHON.is_file():

@@ -18,9 +18,10 @@ from typing import Callable
 import torch
 
 from common.metrics import MODEL_INFO, MODEL_PROCESSES_READY
-from common.settings import Settings
+from common.settings import ServerSettings, Settings
 from model.detector import Detector
 from model.batching import BatchPolicy
+from model.core_share import CoreShare
 from model.inference_thread import InferenceThread
 from model.memory import keep_activations_on_heap, release_warm_up_memory
 from model.repository import ModelRepository, scan_repository, single_export
@@ -29,6 +30,8 @@ from serving.service import DetectionService
 
 log = logging.getLogger(__name__)
 
+# In the run directory: every serving process's forwards, so each takes its share of the cores (model.core_share).
+CORES_FILE = "cores"
 # gunicorn's "worker failed to boot" code: its master stops too, so supervisord sees the failure.
 LOAD_FAILED_EXIT_CODE = 3
 
@@ -66,8 +69,11 @@ def build(settings: Settings) -> tuple[DetectionService, ModelRepository]:
     repository, which only the lifecycle fills; nothing is loaded yet."""
     scan = single_export(settings.model_dir) if settings.model_dir else (
         lambda: scan_repository(settings.model_repository))
+    run_dir = ServerSettings.from_env().run_dir
+    share = CoreShare(run_dir / CORES_FILE if run_dir.is_dir() else None, settings.torch_threads)
     repository = ModelRepository(scan, warm_loader(settings), settings.default_model, settings.models,
-                                 root=None if settings.model_dir else settings.model_repository)
+                                 root=None if settings.model_dir else settings.model_repository,
+                                 thread=InferenceThread(share=share))
     return DetectionService(settings, repository), repository
 
 

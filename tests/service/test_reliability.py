@@ -52,7 +52,7 @@ def tight_service(yolov5_dir, image_server, tmp_path_factory):
     """One HTTP worker admitting 2 predictions, the gRPC server likewise, 512 MiB for decoding: limits a test can reach."""
     process = ServiceProcess(
         REPO_ROOT, yolov5_dir, tmp_path_factory.mktemp("tight-run"),
-        {"DETECTOR_MAX_IN_FLIGHT": "2", "DETECTOR_DECODE_MEMORY_MB": "512"},
+        {"DETECTOR_MAX_IN_FLIGHT": "2", "DETECTOR_DECODE_MEMORY_MB": "512", "DETECTOR_HTTP_WORKERS": "1"},
     )
     process.start()
     yield process
