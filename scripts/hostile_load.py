@@ -110,19 +110,23 @@ def overload(service: ServiceProcess, images: ImageServer) -> dict:
 
 def memory_bombs(service: ServiceProcess, images: ImageServer) -> dict:
     bomb = images.url("/case/sixteen-bit-7000.png")
-    [worker] = service.http_worker_pids()
+    # The decode budget is per process: the growth of the worker that grew most.
+    start = {worker: peak_rss_mib(worker) for worker in service.http_worker_pids()}
+
+    def growth() -> float:
+        return max(peak_rss_mib(worker) - before for worker, before in start.items())
+
     found = {}
-    start = peak_rss_mib(worker)
     found["one_s"], _ = timed(service.predict_http, bomb)
-    found["one_growth_mib"] = peak_rss_mib(worker) - start
+    found["one_growth_mib"] = growth()
     with ThreadPoolExecutor(4) as pool:
         started = time.perf_counter()
         list(pool.map(service.predict_http, [f"{bomb}?{i}" for i in range(4)]))
         found["four_s"] = time.perf_counter() - started
-    found["four_growth_mib"] = peak_rss_mib(worker) - start
+    found["four_growth_mib"] = growth()
     body = json.dumps({"urls": [f"{bomb}?b{i}" for i in range(16)]}).encode()
     found["batch16_s"], (status, _) = timed(service.post, "/v1/detect:batch", body, "application/json", 600)
-    found["batch16_growth_mib"] = peak_rss_mib(worker) - start
+    found["batch16_growth_mib"] = growth()
     found["batch16_status"] = status
     return found
 
