@@ -40,12 +40,14 @@ PEER_START_SECONDS = 180.0
 
 def newest_export(repository: Path, name: str) -> Path:
     """``repository``'s newest version of ``name``, or ``repository`` itself if it is one export."""
+    from model.repository import scan_repository
+
     if (repository / "model.pt").is_file():
         return repository
-    versions = [p for p in (repository / name).iterdir() if p.name.isdigit() and (p / "model.pt").is_file()]
+    versions = scan_repository(repository).get(name)
     if not versions:
         raise SystemExit(f"{repository / name} holds no export: make model")
-    return max(versions, key=lambda p: int(p.name))
+    return versions[max(versions)]
 
 
 def peer_model(export: Path, work: Path) -> tuple[Path, Path]:
