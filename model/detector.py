@@ -227,7 +227,8 @@ class Detector:
         for pending, answer in zip(batch, answers):
             pending.batch_size = len(batch)
             try:
-                pending.finish(self._named(*answer, masks=[None] * len(answer[1]), threshold=pending.threshold))
+                threshold = self.score_threshold if pending.threshold is None else pending.threshold
+                pending.finish(self._named(*answer, masks=[None] * len(answer[1]), threshold=threshold))
             except Exception as error:
                 pending.finish(error=error)
 
@@ -271,9 +272,8 @@ class Detector:
         return self._named(boxes, labels, scores, masks=masks, threshold=threshold)
 
     def _named(self, boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor,
-               masks: list[torch.Tensor | None], threshold: float | None) -> list[Detection]:
+               masks: list[torch.Tensor | None], threshold: float) -> list[Detection]:
         """The module's output -> named detections at or above ``threshold``, best first, placeholders dropped."""
-        threshold = self.score_threshold if threshold is None else threshold
         names = self.card.categories
         found = []
         for box, label, score, mask in zip(boxes.tolist(), labels.tolist(), scores.tolist(), masks):
