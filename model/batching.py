@@ -38,11 +38,13 @@ class BatchPolicy:
 
 @dataclass(eq=False)
 class Pending(Generic[T]):
-    """One request's image [3, H, W] in 0..1 waiting for a forward, and then its answer or error."""
+    """One request's image [3, H, W] waiting for a forward (as Detector.detect takes it, shrunk to
+    ``max_side`` there), and then its answer or error."""
 
     image: torch.Tensor
     threshold: float | None
     alive: Alive | None
+    max_side: int = 0
     submitted: float = field(default_factory=time.perf_counter)
     # Filled on the model thread: seconds waited for the model, the size of the batch it ran in.
     queued: float = 0.0

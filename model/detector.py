@@ -28,6 +28,7 @@ from model.compiled_body import CompiledBody, split_forward
 from model.cpu import cpu_flags
 from common.errors import CallerGone
 from model.inference_thread import Alive, InferenceThread
+from model.input_image import to_input
 from model.vision_ops import load_vision_ops
 
 log = logging.getLogger(__name__)
@@ -182,16 +183,21 @@ class Detector:
         with_masks: bool = False,
         alive: Alive | None = None,
         waits: dict[str, float] | None = None,
+        max_side: int | None = None,
     ) -> list[Detection]:
         """Detections at or above the threshold, highest score first, placeholders dropped.
 
+        ``image``: float [3, H, W] in 0..1, as the model takes it, or uint8 pixels [3, H, W] as
+        decoded, which the model thread shrinks to ``max_side`` (default: the export's) and scales
+        (model.input_image); boxes are in the coordinates of the image the model took.
         ``alive``: skip the work if the caller has gone by the time the model is free;
         ``waits["queue"]``: the seconds spent waiting for it (InferenceThread.call), ``waits["batch"]``
         the number of images in the forward this one ran in.
         """
+        side = self.card.max_side if max_side is None else max_side
         if with_masks or self.batching.max_size == 1:
-            return self._thread.call(self._detect, image, threshold, with_masks, alive=alive, waits=waits)
-        pending: Pending[list[Detection]] = Pending(image, threshold, alive)
+            return self._thread.call(self._detect, image, threshold, with_masks, side, alive=alive, waits=waits)
+        pending: Pending[list[Detection]] = Pending(image, threshold, alive, side)
         self._queue.put(pending)
         self._thread.call(self._drain)
         try:
@@ -217,7 +223,7 @@ class Detector:
         if not batch:
             return
         try:
-            answers = self._forward_batch([pending.image for pending in batch])
+            answers = self._forward_batch([self._input(pending.image, pending.max_side) for pending in batch])
         except Exception as error:  # each caller raises it (serving maps it to a 500 and logs it)
             for pending in batch:
                 pending.finish(error=error)
@@ -247,10 +253,15 @@ class Detector:
                 for i, (image, (_, scale, left, top)) in enumerate(zip(images, boxed))
             ]
 
-    def _detect(self, image: torch.Tensor, threshold: float | None, with_masks: bool) -> list[Detection]:
+    @staticmethod
+    def _input(image: torch.Tensor, max_side: int) -> torch.Tensor:
+        """Model thread: uint8 pixels shrunk and scaled (model.input_image); a float image as it is."""
+        return to_input(image, max_side) if image.dtype == torch.uint8 else image
+
+    def _detect(self, image: torch.Tensor, threshold: float | None, with_masks: bool, max_side: int) -> list[Detection]:
         started = time.perf_counter()
         try:
-            return self._detections(image, threshold, with_masks)
+            return self._detections(self._input(image, max_side), threshold, with_masks)
         finally:
             self._measured(time.perf_counter() - started)
 

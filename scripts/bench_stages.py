@@ -3,8 +3,8 @@
 
 In this process, with the service's own code and numerics (DETECTOR_PRECISION
 auto), each photo runs through every stage the request path has: decode
-(open at a reduced JPEG scale, orient), shrink to the model's side, preview
-copy, tensor, letterbox, body, finish (decode head, NMS, boxes back), the JSON
+(open at a reduced JPEG scale, orient), the pixels' copy, preview copy, on the
+model thread the shrink to the model's side and scaling to 0..1, letterbox, body, finish (decode head, NMS, boxes back), the JSON
 and protobuf answers. Then the real service, started here on 127.0.0.1, answers
 the same photos at c=1 over HTTP through nginx (a connection per call, as curl
 makes, and one kept-alive connection), HTTP straight to gunicorn's Unix socket
@@ -37,7 +37,8 @@ from exporters.compute import to_compute
 from common.settings import Settings
 from model.cpu import describe
 from model.detector import Detector
-from serving.images import PREVIEW_MAX_SIDE, finish, limit_side, open_near, to_tensor
+from model.input_image import to_input
+from serving.images import PREVIEW_MAX_SIDE, finish, limit_side, open_near, to_pixels
 from model.memory import keep_activations_on_heap
 from model.precision import BF16
 from harness.image_server import serve_folder
@@ -71,10 +72,10 @@ def in_process(model_dir: Path, photos: list[Path], rounds: int) -> dict[str, li
         for photo in photos:
             data = photo.read_bytes()
             upright = timed(timings, "decode", lambda: finish(open_near(data, settings.max_image_pixels, max_side)[0]))
-            image = timed(timings, "shrink", lambda: limit_side(upright, max_side))
+            pixels = timed(timings, "pixels", lambda: to_pixels(upright))
             timed(timings, "preview copy", lambda: limit_side(upright, PREVIEW_MAX_SIDE))
-            tensor = timed(timings, "to tensor", lambda: to_tensor(image))
             with torch.inference_mode():
+                tensor = timed(timings, "shrink and scale", lambda: to_input(pixels, max_side))
                 batch, scale, left, top = timed(timings, "letterbox", lambda: module.letterbox(tensor))
                 if body is not None:
                     maps = timed(timings, "body", lambda: body(batch))
@@ -82,7 +83,7 @@ def in_process(model_dir: Path, photos: list[Path], rounds: int) -> dict[str, li
                     maps = timed(timings, "body", lambda: list(module.body(to_compute(batch, dtype, bf16))))
                 timed(timings, "finish (head, NMS)", lambda: module.finish(
                     maps, tensor.shape[-2], tensor.shape[-1], scale, left, top))
-                found = timed(timings, "forward (detector)", lambda: detector._detect(tensor, None, False))
+                found = timed(timings, "forward (detector)", lambda: detector._detect(tensor, None, False, max_side))
             names = [d.label for d in found]  # type: ignore[union-attr]
             timed(timings, "JSON answer", lambda: json.dumps({"objects": names}))
             timed(timings, "protobuf answer",

@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
+from model.input_image import fitted_size
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _ORIENTATION = 0x0112
@@ -159,24 +160,26 @@ def decode_near(data: bytes, max_pixels: int, max_side: int) -> tuple[Image.Imag
 
 def limit_side(image: Image.Image, max_side: int) -> Image.Image:
     """Shrink so the longest side is at most ``max_side``; detectors resize further anyway."""
-    longest = max(image.size)
-    if max_side <= 0 or longest <= max_side:
-        return image
-    scale = max_side / longest
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR)
+    size = fitted_size(image.width, image.height, max_side)
+    return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB image -> float tensor [3, H, W] in 0..1, the export's input contract.
+    """RGB image -> float tensor [3, H, W] in 0..1, the export's input contract (offline tools).
 
-    One conversion, in numpy: request threads run no torch operators, which
-    would each start an OpenMP team of their own (see model.inference_thread).
-    The tensor is a channels-last view of the H x W x 3 array.
+    One conversion, in numpy: no torch operator, which would start an OpenMP team on the
+    calling thread (see model.inference_thread). The tensor is a channels-last view of the
+    H x W x 3 array.
     """
     array = np.asarray(image, dtype=np.float32)
     array /= 255.0
     return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def to_pixels(image: Image.Image) -> torch.Tensor:
+    """RGB image -> its uint8 pixels [3, H, W] (a channels-last view of one copy), for the model
+    thread to shrink and scale (model.input_image). No torch operator runs here."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
 def photo_tensor(path: Path, max_side: int) -> torch.Tensor:

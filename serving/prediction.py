@@ -17,7 +17,7 @@ from serving.rle import encode
 
 @dataclass(frozen=True)
 class Prediction:
-    """Detections on ``image``, the (possibly shrunk) picture the model saw.
+    """Detections on the (possibly shrunk) picture the model saw, ``model_size`` (width, height).
 
     ``original`` is the upright decoded picture, shrunk to at most
     ``PREVIEW_MAX_SIDE`` (the full-size decode is freed as soon as the model's
@@ -28,7 +28,7 @@ class Prediction:
     """
 
     detections: list[Detection]
-    image: Image.Image
+    model_size: tuple[int, int]
     original: Image.Image
     original_size: tuple[int, int]
     detector: Detector
@@ -42,7 +42,7 @@ class Prediction:
 
     def box_at(self, detection: Detection, size: tuple[int, int]) -> list[float]:
         width, height = size
-        scale = width / self.image.width
+        scale = width / self.model_size[0]
         x1, y1, x2, y2 = (value * scale for value in detection.box)
         return [round(min(max(x1, 0.0), width), 2), round(min(max(y1, 0.0), height), 2),
                 round(min(max(x2, 0.0), width), 2), round(min(max(y2, 0.0), height), 2)]
@@ -51,7 +51,7 @@ class Prediction:
         if detection.mask is None:
             return None
         mask = detection.mask.numpy()
-        if size != self.image.size:
+        if size != self.model_size:
             mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
         return mask
 

@@ -164,3 +164,12 @@ def test_the_oldest_waits_at_most_the_wait_for_others_to_join():
     assert queue.take() == [second, third]
     assert time.perf_counter() - started < 0.15
     assert queue.take() == []
+
+
+@pytest.mark.parametrize("max_size", [1, 4])
+def test_decoded_pixels_are_shrunk_and_scaled_on_the_model_thread_alone_or_batched(tmp_path, max_size):
+    detector = Detector.load(_export(tmp_path, Split()), batching=BatchPolicy(max_size=max_size))
+    pixels = torch.full((3, 100, 200), 255, dtype=torch.uint8)  # a 200 x 100 picture as decoded
+    found = detector.detect(pixels, threshold=0.0, max_side=50)
+    # The body saw a float image of 50 x 25 in 0..1: its top-left pixel 1.0 is label 1, person.
+    assert [(d.label, d.box) for d in found] == [("person", (0.0, 0.0, 50.0, 25.0))]
