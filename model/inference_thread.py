@@ -23,6 +23,7 @@ import torch
 
 from common.errors import CallerGone
 from model.core_share import CoreShare
+from model.memory import IdleTrim
 
 T = TypeVar("T")
 # Answers whether the caller still waits for the result.
@@ -30,11 +31,13 @@ Alive = Callable[[], bool]
 
 
 class InferenceThread:
-    def __init__(self, name: str = "model", share: CoreShare | None = None) -> None:
-        """``share``: the cores this process's work shares with the other serving processes' (model.core_share)."""
+    def __init__(self, name: str = "model", share: CoreShare | None = None, idle_trim: IdleTrim | None = None) -> None:
+        """``share``: the cores this process's work shares with the other serving processes' (model.core_share);
+        ``idle_trim``: told of each piece of work, it gives the heap back once the model idles (model.memory)."""
         # The thread starts on the first call, so a module-level instance survives gunicorn's fork.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._share = share
+        self._idle_trim = idle_trim
         self._threads = 0  # what the model thread last set (touched on it only)
 
     def call(self, fn: Callable[..., T], *args: object, alive: Alive | None = None,
@@ -52,12 +55,16 @@ class InferenceThread:
                 waits["queue"] = time.perf_counter() - submitted
             if alive is not None and not alive():
                 raise CallerGone("the caller went away before the model ran")
-            if self._share is None:
-                return fn(*args)
-            with self._share.forward() as threads:
-                if threads != self._threads:
-                    torch.set_num_threads(threads)
-                    self._threads = threads
-                return fn(*args)
+            try:
+                if self._share is None:
+                    return fn(*args)
+                with self._share.forward() as threads:
+                    if threads != self._threads:
+                        torch.set_num_threads(threads)
+                        self._threads = threads
+                    return fn(*args)
+            finally:
+                if self._idle_trim is not None:
+                    self._idle_trim.worked()
 
         return self._executor.submit(run).result()

@@ -23,7 +23,7 @@ from model.detector import Detector
 from model.batching import BatchPolicy
 from model.core_share import CoreShare
 from model.inference_thread import InferenceThread
-from model.memory import keep_activations_on_heap, release_warm_up_memory
+from model.memory import IdleTrim, keep_activations_on_heap, release_warm_up_memory
 from model.repository import ModelRepository, scan_repository, single_export
 from serving.pipeline import max_side_for
 from serving.service import DetectionService
@@ -73,7 +73,7 @@ def build(settings: Settings) -> tuple[DetectionService, ModelRepository]:
     share = CoreShare(run_dir / CORES_FILE if run_dir.is_dir() else None, settings.torch_threads)
     repository = ModelRepository(scan, warm_loader(settings), settings.default_model, settings.models,
                                  root=None if settings.model_dir else settings.model_repository,
-                                 thread=InferenceThread(share=share))
+                                 thread=InferenceThread(share=share, idle_trim=IdleTrim()))
     return DetectionService(settings, repository), repository
 
 
