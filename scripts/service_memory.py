@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""The whole service's memory (PSS) after real traffic: right after it, and once it has idled.
+
+Starts the service on 127.0.0.1 (the default layout unless ``--env`` says otherwise), sends the
+evaluation photos ``--rounds`` times over ``/predict`` and gRPC ``Predict`` and twenty 320x320
+camera frames to ``/v1/vision/detection``, then sums the proportional set size
+(``/proc/<pid>/smaps_rollup``) of every process the service started: two seconds after the
+traffic, and again ``--idle`` seconds after it (past model.memory.IDLE_TRIM_SECONDS, when each
+serving process has handed its free heap back). Prints each process and both sums.
+
+    python -m scripts.service_memory --serve artifacts/models --images ../shared/eval/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+from harness.image_server import serve_folder
+from harness.predictors import IMAGE_SUFFIXES
+from harness.service_process import served, service_processes
+from model.cpu import describe
+from model.memory import IDLE_TRIM_SECONDS
+
+CAMERA_FRAMES = 20
+FRAME_SIDE = 320
+
+
+def pss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no Pss for {pid}")
+
+
+def command(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:60]
+
+
+def camera_frames(photo: Path) -> list[bytes]:
+    """320x320 JPEG crops of ``photo``, a little apart, as a camera's motion regions."""
+    picture = Image.open(photo).convert("RGB")
+    frames = []
+    for index in range(CAMERA_FRAMES):
+        left = index * max(1, (picture.width - FRAME_SIDE) // CAMERA_FRAMES)
+        buffer = io.BytesIO()
+        picture.crop((left, 0, left + FRAME_SIDE, FRAME_SIDE)).save(buffer, "JPEG", quality=90)
+        frames.append(buffer.getvalue())
+    return frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", type=Path, required=True, metavar="REPOSITORY")
+    parser.add_argument("--images", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--idle", type=float, default=IDLE_TRIM_SECONDS + 3, help="seconds after the traffic")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    env = {"DETECTOR_URL_ALLOWLIST": "127.0.0.1", **dict(item.split("=", 1) for item in args.env)}
+    photos = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    print(f"CPU: {describe()}; {len(photos)} photos x {args.rounds} over HTTP and gRPC, {CAMERA_FRAMES} camera frames")
+    with served(args.serve, env) as service, serve_folder(args.images) as base:
+        for _ in range(args.rounds):
+            for photo in photos:
+                status, answer = service.predict_http(f"{base}/{photo.name}")
+                if status != 200:
+                    raise RuntimeError(f"/predict {photo.name}: HTTP {status} {answer}")
+                service.predict_grpc(f"{base}/{photo.name}")
+        jpegs = [p for p in photos if p.suffix.lower() in (".jpg", ".jpeg")] or photos
+        for frame in camera_frames(jpegs[0]):
+            response = requests.post(f"{service.http_url}/v1/vision/detection", files={"image": ("frame.jpg", frame)},
+                                     timeout=30)
+            response.raise_for_status()
+        traffic_ended = time.monotonic()
+        for label, after in (("after the traffic", 2.0), ("idle", args.idle)):
+            time.sleep(max(0.0, traffic_ended + after - time.monotonic()))
+            pids = service_processes(service.run_dir, service.supervisord_pid)
+            sizes = {pid: pss_mib(pid) for pid in pids}
+            print(f"\n{label} ({after:.0f} s): {len(pids)} processes, PSS {sum(sizes.values()):.0f} MiB")
+            for pid, size in sorted(sizes.items()):
+                print(f"  {pid:7} {size:7.0f} MiB  {command(pid)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
