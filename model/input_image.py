@@ -3,7 +3,7 @@
 Request threads hand the model thread an image's 8-bit pixels as decoded, and the shrink runs
 there, in torch: antialiased bilinear on uint8 channels-last takes 1.0 ms for a 768x576 photo
 to 640x480 on the model thread's two OpenMP threads, where Pillow's bilinear took 3.6 to 4.7 ms
-on a request thread (AMD EPYC, Zen 4), and its pixels stay within one level of Pillow's.
+on a request thread (AMD EPYC, Zen 4), and its pixels stay within two levels of Pillow's.
 Shrinking first and scaling after also converts a quarter fewer pixels to float for a photo
 that size. Runs on the model thread only: a torch operator on a request thread would give that
 thread an OpenMP team of its own (model.inference_thread).

@@ -183,9 +183,10 @@ def to_pixels(image: Image.Image) -> torch.Tensor:
 
 
 def photo_tensor(path: Path, max_side: int) -> torch.Tensor:
-    """A trusted photo file as a model gets it in service: decoded, shrunk to ``max_side``, [3, H, W] in 0..1.
+    """A trusted photo file as a model gets it: decoded, shrunk to ``max_side``, [3, H, W] in 0..1.
 
     For offline tools (export checks, sweeps, benchmarks) on known photos, hence no pixel limit;
-    requests go through :func:`open_near` and the decode budget instead.
+    requests go through :func:`open_near` and the decode budget instead. Shrunk by Pillow here;
+    in service the model thread shrinks (model.input_image), within two levels of these pixels.
     """
     return to_tensor(limit_side(decode_image(Path(path).read_bytes(), 10**9), max_side))
