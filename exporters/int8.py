@@ -48,13 +48,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Letterboxed sides for a 640 model: square, 5:4, 4:3 and 16:9 in both orientations (a 3:2 photo,
-# 448, runs in 480), a 512x512 square (where a 500 px square photo would otherwise be padded to
-# 640x640, 1.56 times the pixels: the peer runs every image at its own size), and the square
-# regions cameras send at their own size (Frigate's 320 by default, 416 the other common detector
-# input). A smaller image runs in the smallest that holds it: a 256x256 frame in 320x320.
-SHAPES = ((640, 640), (512, 640), (640, 512), (480, 640), (640, 480), (384, 640), (640, 384), (512, 512),
-          (416, 416), (320, 320))
+# Letterboxed sides for a 640 model: square, 5:4, 4:3, 3:2 and 16:9 in both orientations; for a
+# photo of 500 px or so, the web's common size (500x375, 500x333), 384x512 in both orientations
+# and 512x512, where it would otherwise pad to 384x640 or 640x640 (1.25 to 1.56 times its pixels:
+# the peer runs every image at its own size); and the square regions cameras send at their own
+# size (Frigate's 320 by default, 416 the other common detector input). An image runs in the
+# smallest that holds it: a 256x256 frame in 320x320. A process loads a shape on its first use
+# (model.compiled_body.OnFirstUse, 8 MB each).
+SHAPES = ((640, 640), (512, 640), (640, 512), (480, 640), (640, 480), (448, 640), (640, 448), (384, 640), (640, 384),
+          (512, 512), (384, 512), (512, 384), (416, 416), (320, 320))
 # Batches compiled besides one image, per shape: camera frames that queue together share a forward
 # (model.batching). At 320x320 a frame costs 6.0 ms alone, 5.3 in two, 5.1 in four; at 640x640 a
 # batch saved nothing (AMD EPYC, Zen 4, 2 threads; docs/performance-log.md, 2026-12-04).

@@ -217,14 +217,15 @@ def test_yolov5s_int8_keeps_the_acceptance_score(yolov5_both, yolov5_int8, share
 
 @needs_int8
 def test_the_int8_body_runs_each_input_in_the_smallest_shape_that_holds_it(yolov5_dir):
-    """A 448x640 letterbox (a 3:2 photo) runs in the 480x640 package; the maps are cropped to its cells."""
+    """A 416x640 letterbox (a 1.54:1 photo, no package of its own) runs in the 448x640 package; the maps
+    are cropped to its cells."""
     body = CompiledBody.load(yolov5_dir, ModelCard.read(yolov5_dir).int8)
     loaded = lambda: sorted((shape, n) for shape, runners in body._shapes for n, r in runners.items() if r.loaded)  # noqa: E731
     assert loaded() == []  # each package is mapped on its first use
     with torch.inference_mode():
-        maps = body(torch.rand(1, 3, 448, 640))
-        assert loaded() == [((480, 640), 1)]
-        assert [tuple(m.shape) for m in maps] == [(1, 255, 56, 80), (1, 255, 28, 40), (1, 255, 14, 20)]
+        maps = body(torch.rand(1, 3, 416, 640))
+        assert loaded() == [((448, 640), 1)]
+        assert [tuple(m.shape) for m in maps] == [(1, 255, 52, 80), (1, 255, 26, 40), (1, 255, 13, 20)]
         # A camera's 320x320 frame at its own size, and a 256x256 one, in the 320x320 package.
         assert [tuple(m.shape) for m in body(torch.rand(1, 3, 320, 320))] == [(1, 255, 40, 40), (1, 255, 20, 20),
                                                                              (1, 255, 10, 10)]
