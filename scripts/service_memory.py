@@ -3,7 +3,8 @@
 
 Starts the service on 127.0.0.1 (the default layout unless ``--env`` says otherwise), sends the
 evaluation photos ``--rounds`` times over ``/predict`` and gRPC ``Predict`` and twenty 320x320
-camera frames to ``/v1/vision/detection``, then sums the proportional set size
+camera frames to ``/v1/vision/detection`` (the photos' centre squares, as scripts.bench_cameras
+sends them), then sums the proportional set size
 (``/proc/<pid>/smaps_rollup``) of every process the service started: two seconds after the
 traffic, and again ``--idle`` seconds after it (past model.memory.IDLE_TRIM_SECONDS, when each
 serving process has handed its free heap back). Prints each process and both sums.
@@ -14,22 +15,20 @@ serving process has handed its free heap back). Prints each process and both sum
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
 
 import requests
-from PIL import Image
 
 from harness.image_server import serve_folder
 from harness.predictors import IMAGE_SUFFIXES
 from harness.service_process import served, service_processes
 from model.cpu import describe
 from model.memory import IDLE_TRIM_SECONDS
+from scripts.bench_cameras import ROUTE, frames
 
 CAMERA_FRAMES = 20
-FRAME_SIDE = 320
 
 
 def pss_mib(pid: int) -> float:
@@ -41,18 +40,6 @@ def pss_mib(pid: int) -> float:
 
 def command(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:60]
-
-
-def camera_frames(photo: Path) -> list[bytes]:
-    """320x320 JPEG crops of ``photo``, a little apart, as a camera's motion regions."""
-    picture = Image.open(photo).convert("RGB")
-    frames = []
-    for index in range(CAMERA_FRAMES):
-        left = index * max(1, (picture.width - FRAME_SIDE) // CAMERA_FRAMES)
-        buffer = io.BytesIO()
-        picture.crop((left, 0, left + FRAME_SIDE, FRAME_SIDE)).save(buffer, "JPEG", quality=90)
-        frames.append(buffer.getvalue())
-    return frames
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                 if status != 200:
                     raise RuntimeError(f"/predict {photo.name}: HTTP {status} {answer}")
                 service.predict_grpc(f"{base}/{photo.name}")
-        jpegs = [p for p in photos if p.suffix.lower() in (".jpg", ".jpeg")] or photos
-        for frame in camera_frames(jpegs[0]):
-            response = requests.post(f"{service.http_url}/v1/vision/detection", files={"image": ("frame.jpg", frame)},
-                                     timeout=30)
+        regions = frames(args.images)
+        for index in range(CAMERA_FRAMES):
+            response = requests.post(f"{service.http_url}{ROUTE}", timeout=30,
+                                     files={"image": ("frame.jpg", regions[index % len(regions)])})
             response.raise_for_status()
         traffic_ended = time.monotonic()
         for label, after in (("after the traffic", 2.0), ("idle", args.idle)):
