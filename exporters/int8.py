@@ -13,6 +13,9 @@
   library inside AOTInductor's ``.pt2`` archive (code and frozen weights in one
   file): every serving process maps that one file, where loading the archive
   would extract a private copy per process into a temporary folder.
+* One set of weights: every package holds the same 8 MB; the export checks that each answers
+  bit for bit on the first one's (``shared_constants``), so a serving process holds them once
+  (model.compiled_body.SharedConstants).
 * The check: the served path (model.compiled_body.split_forward) against the
   fp32 export on the check photos, the same comparison as bf16's but with
   int8's tolerances. Failing, the packages are deleted and the sidecar says why.
@@ -23,6 +26,7 @@ them (``requires_flags``) so a CPU without them never loads the packages.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import shutil
@@ -30,7 +34,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
@@ -39,7 +43,7 @@ from torch.export import Dim
 from exporters.precision_check import compare
 from model import precision as numerics
 from model.card import sha256_of
-from model.compiled_body import CompiledBody, split_forward
+from model.compiled_body import CompiledBody, constants_by_name, load_runner, split_forward
 from model.cpu import FAST_INT8_FLAGS, cpu_flags
 from serving.images import photo_tensor
 
@@ -166,8 +170,9 @@ def compile_packages(quantized: torch.fx.GraphModule, out_dir: Path) -> list[dic
                 program = torch.export.export(quantized, (torch.zeros(batch, 3, height, width),))
                 name = f"body-int8-{height}x{width}" if batch == 1 else f"body-int8-{batch}x{height}x{width}"
                 archive = staging / f"{name}.pt2"
-                torch._inductor.aoti_compile_and_package(program, package_path=str(archive),
-                                                         inductor_configs={"freezing": True})
+                with _constants_named_apart():
+                    torch._inductor.aoti_compile_and_package(program, package_path=str(archive),
+                                                             inductor_configs={"freezing": True})
                 library = _shared_library(archive, staging / f"{name}.so")
                 library.replace(out_dir / library.name)
                 entry: dict[str, object] = {"shape": [height, width], "file": library.name,
@@ -179,6 +184,57 @@ def compile_packages(quantized: torch.fx.GraphModule, out_dir: Path) -> list[dic
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return entries
+
+
+@contextlib.contextmanager
+def _constants_named_apart() -> Iterator[None]:
+    """Give every constant Inductor adds while lowering a name of its own as its original name too.
+
+    Each int8 convolution adds its input's scale and zero point as constants named ``x_scale`` and
+    ``x_zp``; Inductor names them ``x_scale_0``, ``x_scale_1``, ... but records ``x_scale`` for
+    all 57 as the name they came from, and AOTInductor hands a package's constants out by that
+    name only (``extract_constants_map``). With names apart, a serving process can take every
+    constant out of the first package it loads and hand that one set to every other package,
+    instead of each package copying its own 8 MB (model.compiled_body.SharedConstants).
+    """
+    from torch._inductor.graph import GraphLowering
+
+    allocate = GraphLowering.allocate_non_dup_const_name
+
+    def named_apart(self: GraphLowering, name: str | None, data: torch.Tensor) -> str:
+        allocated = allocate(self, name, data)
+        if name is not None and allocated != name and self.allocated_constant_name.get(allocated) == name:
+            self.allocated_constant_name[allocated] = allocated
+        return allocated
+
+    GraphLowering.allocate_non_dup_const_name = named_apart  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        GraphLowering.allocate_non_dup_const_name = allocate  # type: ignore[method-assign]
+
+
+def shares_constants(out_dir: Path, entries: list[dict[str, object]]) -> bool:
+    """Whether every package answers bit for bit on the first package's constants as on its own.
+
+    All packages come from one quantized graph, so they should hold the same weights; this checks
+    it the way serving uses it (model.compiled_body.SharedConstants), on a random input per package.
+    """
+    first = torch._C._aoti.AOTIModelContainerRunnerCpu(str(out_dir / str(entries[0]["file"])), 1)
+    constants = constants_by_name(first)
+    if constants is None:
+        log.info("int8 constants not shared: %s names two alike", entries[0]["file"])
+        return False
+    for entry in entries[1:]:
+        library = out_dir / str(entry["file"])
+        shape = entry["shape"]
+        example = torch.rand(int(entry.get("batch", 1)), 3, int(shape[0]), int(shape[1]))  # type: ignore[index]
+        with torch.inference_mode():
+            own, shared = load_runner(library)([example]), load_runner(library, constants)([example])
+        if not all(torch.equal(a, b) for a, b in zip(own, shared)):
+            log.info("int8 constants not shared: %s answers otherwise on %s's", entry["file"], entries[0]["file"])
+            return False
+    return True
 
 
 def _shared_library(archive: Path, target: Path) -> Path:
@@ -218,9 +274,11 @@ def build(
     started = time.monotonic()
     with torch.no_grad():
         quantized = quantize(body, letterboxed(module, calibration, max_side))
+        packages = compile_packages(quantized, out_dir)
         spec: dict[str, object] = {
-            "packages": compile_packages(quantized, out_dir), "strides": [int(s) for s in module.head.strides],
+            "packages": packages, "strides": [int(s) for s in module.head.strides],
             "pad_value": float(module.pad_value), "requires_flags": required_flags(),
+            "shared_constants": shares_constants(out_dir, packages),
         }
     compiled = CompiledBody.load(out_dir, spec)
     changed, worst_box, worst_score = compare(

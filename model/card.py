@@ -44,7 +44,9 @@ class ModelCard:
     precision_module: str = ""
     precision_check: dict[str, object] = field(default_factory=dict)
     # exporters.int8's outcome. Where kept: "packages" (shape, file, sha256 of each compiled int8
-    # body), "strides" of its maps, "requires_flags" (the CPU features its code was compiled for).
+    # body), "strides" of its maps, "requires_flags" (the CPU features its code was compiled for),
+    # "shared_constants" (every package answers the same on another's weights, so a process holds
+    # them once: model.compiled_body.SharedConstants).
     int8: dict[str, object] = field(default_factory=dict)
 
     def write(self, directory: Path) -> Path:

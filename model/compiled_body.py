@@ -17,10 +17,14 @@ body and decodes after it (``letterbox`` and ``finish``), in
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -57,16 +61,17 @@ class CompiledBody:
 
     @classmethod
     def load(cls, directory: Path, spec: dict[str, object]) -> "CompiledBody":
-        """Every package of the sidecar's ``int8`` field, each checked against its sha256 now and mapped on first use."""
+        """Every package of the sidecar's ``int8`` field, each checked against its sha256 now and mapped on first use.
+
+        Where the sidecar says ``shared_constants``, the packages run on one set of weights
+        (:class:`SharedConstants`); an older export's packages each copy their own.
+        """
+        shared = SharedConstants() if spec.get("shared_constants") else None
         runners = []
         for entry in spec["packages"]:  # type: ignore[attr-defined]
             package = Package(int(entry["shape"][0]), int(entry["shape"][1]), str(entry["file"]), str(entry["sha256"]),
                               int(entry.get("batch", 1)))
-            path = Path(directory) / package.file
-            actual = sha256_of(path)
-            if actual != package.sha256:
-                raise RuntimeError(f"{path} sha256 {actual} does not match its sidecar ({package.sha256})")
-            runners.append((package, OnFirstUse(path)))
+            runners.append((package, OnFirstUse(_checked(Path(directory) / package.file, package.sha256), shared)))
         strides = tuple(int(s) for s in spec["strides"])  # type: ignore[attr-defined]
         return cls(runners, float(spec["pad_value"]), strides)  # type: ignore[arg-type]
 
@@ -97,18 +102,67 @@ class CompiledBody:
         return [m[..., : height // s, : width // s] for m, s in zip(maps, self._strides)]
 
 
+def _checked(path: Path, sha256: str) -> Path:
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise RuntimeError(f"{path} sha256 {actual} does not match its sidecar ({sha256})")
+    return path
+
+
+def constants_by_name(runner: torch._C._aoti.AOTIModelContainerRunnerCpu) -> dict[str, torch.Tensor] | None:
+    """A loaded package's constants by the names its code looks them up by: views of its memory, valid while it lives.
+
+    AOTInductor hands constants out by their original names only, so this is None for a package
+    in which two share one (an export before exporters.int8 named them apart), or in which one is
+    computed at load time rather than stored.
+    """
+    original = runner.get_constant_names_to_original_fqns()
+    by_original = runner.extract_constants_map(False)
+    if len(set(original.values())) != len(original) or len(by_original) != len(original):
+        return None
+    names = {fqn: name for name, fqn in original.items()}
+    return {names[fqn]: tensor for fqn, tensor in by_original.items()}
+
+
+class SharedConstants:
+    """The weights of the first package a process loads, handed to each package it loads after.
+
+    Every package of an export holds the same 8 MB of weights (int8 convolution weights packed
+    for oneDNN, scales, biases), and left to itself AOTInductor copies a package's weights out of
+    its library into the process's memory when it loads it: 8 MB per shape per process. The
+    export checks that each package answers bit for bit on another's weights (the sidecar's
+    ``shared_constants``); then a process holds them once.
+    """
+
+    def __init__(self) -> None:
+        self._constants: dict[str, torch.Tensor] | None = None
+        self._source: torch._C._aoti.AOTIModelContainerRunnerCpu | None = None  # owns the constants' memory
+        self._lock = threading.Lock()
+
+    def load(self, path: Path) -> Runner:
+        with self._lock:
+            if self._constants is None:
+                runner = torch._C._aoti.AOTIModelContainerRunnerCpu(str(path), 1)
+                constants = constants_by_name(runner)
+                if constants is None:
+                    raise RuntimeError(f"{path.name}: its constants cannot be handed out by name to share them")
+                self._constants, self._source = constants, runner
+                return runner.run
+        return load_runner(path, self._constants)
+
+
 class OnFirstUse:
     """A package's runner, loaded when an input first needs it.
 
-    Each loaded package costs a process about 7 MB of its own (AOTInductor copies the weights out
-    of the library), with nine packages in three serving processes nearly 200 MB, most of it for
-    shapes a process never runs: a gRPC server that only sees photos needs no camera batches. The
-    first call pays for it once per process: 7 ms to load and about 17 ms more on its first
-    forward, for oneDNN's kernels (320x320, AMD EPYC, Zen 4).
+    A package loaded on its own (an export without ``shared_constants``) costs a process 8 MB,
+    most of it for shapes a process never runs: a gRPC server that only sees photos needs no
+    camera batches. The first call pays for loading once per process: 7 ms to load and about
+    17 ms more on its first forward, for oneDNN's kernels (320x320, AMD EPYC, Zen 4).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, shared: SharedConstants | None = None):
         self.path = path
+        self._shared = shared
         self._runner: Runner | None = None
         self._loading = threading.Lock()
 
@@ -120,22 +174,49 @@ class OnFirstUse:
         if self._runner is None:
             with self._loading:
                 if self._runner is None:
-                    self._runner = load_runner(self.path)
+                    self._runner = self._shared.load(self.path) if self._shared else load_runner(self.path)
         return self._runner(inputs)
 
 
-def load_runner(path: Path) -> Callable[[list[torch.Tensor]], Maps]:
+def load_runner(path: Path, constants: dict[str, torch.Tensor] | None = None) -> Runner:
     """The compiled library's runner: a list of input tensors in, the list of output tensors out.
 
     AOTInductor's C++ runner for one CPU model (the ``1``) maps the library where it lies, so
-    every serving process shares its pages (8.5 MB per shape). Loading the ``.pt2`` archive
-    instead (``AOTIModelPackageLoader``) extracted a private copy per process into a temporary
-    folder, left behind by a killed process; ``torch._inductor.aoti_load_package`` on top of it
-    also imported all of Inductor (2,000 Python modules, 160 MB per process).
+    every serving process shares its code. Given ``constants`` (:func:`constants_by_name` of a
+    package of the same export), it runs on those tensors and never copies its own. Loading the
+    ``.pt2`` archive instead (``AOTIModelPackageLoader``) extracted a private copy per process into
+    a temporary folder, left behind by a killed process; ``torch._inductor.aoti_load_package`` on
+    top of it also imported all of Inductor (2,000 Python modules, 160 MB per process).
     """
     if path.suffix == ".pt2":  # an export made before the library was taken out of the archive
         return torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1).run
-    return torch._C._aoti.AOTIModelContainerRunnerCpu(str(path), 1).run
+    if constants is None:
+        return torch._C._aoti.AOTIModelContainerRunnerCpu(str(path), 1).run
+    with _without_folding_warning():
+        return torch._C._aoti.AOTIModelContainerRunnerCpu(str(path), 1, constants).run
+
+
+# What each package prints to stderr when handed its constants: it was compiled without runtime
+# constant folding, which it does not need (freezing folded everything at export).
+_FOLDING_WARNING = b"Calling constant_folding in model, but compiled with config"
+
+
+@contextlib.contextmanager
+def _without_folding_warning() -> Iterator[None]:
+    """Drop that line from the process's stderr (file descriptor 2); pass on anything else written meanwhile."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if _FOLDING_WARNING not in line]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def split_forward(

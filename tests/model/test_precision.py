@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import torch
 from exporters import builder, int8, maskrcnn, sample_photos
 from exporters.precision_check import check_bf16, photos_in
 from model.card import ModelCard, sha256_of
-from model.compiled_body import CompiledBody, load_runner
+from model.compiled_body import CompiledBody, constants_by_name, load_runner
 from common.settings import Settings, cgroup_cpu_limit, usable_cpus
 from model.cpu import cpu_flags
 from model.detector import Detector
@@ -169,6 +170,7 @@ def test_yolov5s_export_keeps_its_int8_body_where_the_cpu_runs_it(yolov5_dir, sh
     assert sorted((p.get("batch", 1), *p["shape"]) for p in card.int8["packages"]) == sorted(expected)
     for package in card.int8["packages"]:
         assert sha256_of(yolov5_dir / package["file"]) == package["sha256"]
+    assert card.int8["shared_constants"] is True
     assert set(card.int8["requires_flags"]) <= cpu_flags()
     # Calibrated on PyPI photos, none of them an evaluation photo (by name or by content).
     shared = {p.name: sha256_of(p) for p in (shared_dir / "eval" / "images").iterdir()}
@@ -258,6 +260,107 @@ def test_int8_drops_the_fp32_weights_of_the_body_it_replaces(yolov5_dir):
         maps = [torch.full((1, 255, 480 // s, 640 // s), -20.0) for s in (8, 16, 32)]  # nothing scores
         boxes, labels, scores = module.finish(maps, 480, 640, scale, left, top)
     assert boxes.shape[0] == labels.shape[0] == scores.shape[0] == 0
+
+
+@needs_int8
+def test_every_int8_package_runs_on_another_packages_weights(yolov5_dir):
+    """Handed the 640x640 package's weights, each package answers bit for bit as on its own copy."""
+    card = ModelCard.read(yolov5_dir)
+    source = torch._C._aoti.AOTIModelContainerRunnerCpu(str(yolov5_dir / "body-int8-640x640.so"), 1)
+    shared = constants_by_name(source)
+    assert sum(t.numel() for t in shared.values()) > 7_000_000
+    with torch.inference_mode():
+        for package in card.int8["packages"]:
+            library = yolov5_dir / package["file"]
+            example = torch.rand(package.get("batch", 1), 3, *package["shape"])
+            for theirs, ours in zip(load_runner(library)([example]), load_runner(library, shared)([example])):
+                torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+PACKAGE_MEMORY = """
+import ctypes, sys, torch
+from pathlib import Path
+from model.card import ModelCard
+from model.compiled_body import CompiledBody
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+
+def allocated_mib():
+    # Bytes malloc has handed out and not had back (this thread's arena and mapped chunks): unlike
+    # RSS, not hidden by a package landing in heap that earlier activations freed.
+    info = libc.mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20
+
+directory = Path(sys.argv[1])
+spec = {**ModelCard.read(directory).int8, "shared_constants": sys.argv[2] == "shared"}
+SHAPES = [tuple(map(int, side.split("x"))) for side in sys.argv[3:]]
+body = CompiledBody.load(directory, spec)
+with torch.inference_mode():
+    body(torch.rand(1, 3, 640, 640))
+    before = allocated_mib()
+    for _ in range(2):
+        for shape in SHAPES:
+            body(torch.rand(1, 3, *shape))
+print(allocated_mib() - before)
+"""
+
+
+@needs_int8
+def test_int8_packages_cost_a_process_no_copy_of_the_weights(yolov5_dir):
+    """Four more shapes, each run twice: with the shared weights a process keeps no copy of them.
+
+    On its own each package copies its 8 MB of weights into the process; handed the first
+    package's, nothing. Nor does a package print AOTInductor's constant-folding warning then.
+    """
+    shapes = ["512x512", "480x640", "416x416", "320x320"]
+    grown = {}
+    for mode in ("own", "shared"):
+        result = subprocess.run([sys.executable, "-c", PACKAGE_MEMORY, str(yolov5_dir), mode, *shapes],
+                                capture_output=True, text=True, timeout=300, check=True)
+        assert "constant_folding" not in result.stderr
+        grown[mode] = float(result.stdout)
+    assert grown["shared"] < grown["own"] - 4 * 6, grown
+
+
+@needs_int8
+@pytest.mark.skipif(shutil.which("g++") is None, reason="AOTInductor compiles with g++")
+def test_int8_packages_of_one_graph_can_share_their_weights(tmp_path):
+    """Each int8 convolution adds constants named ``x_scale`` and ``x_zp``; compiled with their names
+    apart, a package's constants can all be taken out and handed to another package of the graph.
+    """
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.SiLU(),
+                               torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(8, 4, 1)).eval()
+    with torch.no_grad():
+        quantized = int8.quantize(body, [torch.rand(1, 3, 64, 64) for _ in range(2)])
+
+        def package(side: int, apart: bool) -> dict[str, object]:
+            name = f"body-{side}-{'apart' if apart else 'alike'}"
+            program = torch.export.export(quantized, (torch.zeros(1, 3, side, side),))
+            with int8._constants_named_apart() if apart else contextlib.nullcontext():
+                torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / f"{name}.pt2"),
+                                                         inductor_configs={"freezing": True})
+            return {"file": int8._shared_library(tmp_path / f"{name}.pt2", tmp_path / f"{name}.so").name,
+                    "shape": [side, side]}
+
+        alike, apart, apart_small = package(32, False), package(64, True), package(32, True)
+    runner = lambda entry: torch._C._aoti.AOTIModelContainerRunnerCpu(str(tmp_path / entry["file"]), 1)  # noqa: E731
+    assert constants_by_name(runner(alike)) is None
+    assert not int8.shares_constants(tmp_path, [alike, apart])
+    assert int8.shares_constants(tmp_path, [apart, apart_small])
+    source = runner(apart)  # the constants are views of its memory: it must outlive them
+    shared = constants_by_name(source)
+    assert {"x_scale", "x_scale_0", "x_zp", "x_zp_0"} <= shared.keys()
+    with torch.inference_mode():
+        example = torch.rand(1, 3, 32, 32)
+        own = load_runner(tmp_path / apart_small["file"])([example])[0]
+        torch.testing.assert_close(load_runner(tmp_path / apart_small["file"], shared)([example])[0], own, rtol=0, atol=0)
+        torch.testing.assert_close(own, body(example), rtol=0.1, atol=0.1)
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="AOTInductor compiles with g++")
