@@ -359,7 +359,8 @@ def test_int8_packages_of_one_graph_can_share_their_weights(tmp_path):
     with torch.inference_mode():
         example = torch.rand(1, 3, 32, 32)
         own = load_runner(tmp_path / apart_small["file"])([example])[0]
-        torch.testing.assert_close(load_runner(tmp_path / apart_small["file"], shared)([example])[0], own, rtol=0, atol=0)
+        given = load_runner(tmp_path / apart_small["file"], shared)([example])[0]
+        torch.testing.assert_close(given, own, rtol=0, atol=0)
         torch.testing.assert_close(own, body(example), rtol=0.1, atol=0.1)
 
 
