@@ -10,7 +10,13 @@ it had stopped its programs, which run in process groups of their own and so
 never saw the terminal's signal. They kept 8080 and 9090. Here supervisord runs
 in a session of its own and writes to the log file, which no signal can close;
 this process follows the file onto the terminal, and turns any of those
-signals into one SIGTERM to supervisord, whose shutdown it waits for. Should
+signals into one SIGTERM to supervisord, whose shutdown it waits for. It takes
+those signals synchronously: they are blocked in every thread of this process
+and collected by the loop that follows the log (``sigtimedwait``). With a Python
+handler instead, a signal the kernel gave to another thread (gRPC's, started by
+the readiness check) could set Python's flag without waking the main thread's
+loop, and the handler never ran: once in CI, ``make run`` outlived a SIGTERM to
+its group by 140 s without a line from this process. Should
 this process itself be killed outright, the kernel sends supervisord SIGTERM
 (``PR_SET_PDEATHSIG``). It also announces, once, when the service is ready
 (:mod:`launcher.announce_ready`), and then starts ``--then``'s command in the background, niced
@@ -28,7 +34,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from launcher import announce_ready
@@ -60,6 +65,7 @@ def _background(command: str, log_path: Path) -> subprocess.Popen:
 
     def prepare() -> None:
         _die_with_parent()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked here (main), but not in the command
         os.nice(BACKGROUND_NICENESS)
 
     with open(log_path, "ab") as log:
@@ -107,7 +113,7 @@ def main(argv: list[str]) -> int:
         with open(log_path, "ab") as log:
             log.write(text.encode())
 
-    def stop(signum: int, _frame: object) -> None:
+    def stop(signum: int) -> None:
         name = signal.Signals(signum).name
         if stopping.is_set():
             note(f"==> {name}: still stopping the service; supervisord's stop timeouts bound the wait\n")
@@ -118,9 +124,8 @@ def main(argv: list[str]) -> int:
         if background:
             _stop_group(background[0])
 
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, stop)
-
+    # Before any thread starts, so that every thread (and any a library starts from them) inherits it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     ready = threading.Event()
 
     def announce() -> None:
@@ -137,8 +142,9 @@ def main(argv: list[str]) -> int:
         data = follow.read()
         if data:
             _to_terminal(data)
-        else:
-            time.sleep(FOLLOW_SECONDS)
+        received = signal.sigtimedwait(STOP_SIGNALS, 0 if data else FOLLOW_SECONDS)
+        if received is not None:
+            stop(received.si_signo)
     status = supervisord.wait()
     if background:
         _stop_group(background[0])

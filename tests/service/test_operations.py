@@ -105,12 +105,41 @@ def _wait_stopped(run: MakeRun, supervisord: int) -> None:
                     + f"\n--- service.log (end):\n{log}")
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _blocked(status: Path) -> set[int]:
+    """The signals a process or thread blocks (SigBlk of its /proc status)."""
+    line = next(line for line in status.read_text().splitlines() if line.startswith("SigBlk:"))
+    mask = int(line.split()[1], 16)
+    return {number for number in range(1, 65) if mask & (1 << (number - 1))}
+
+
+def _seen_waiting_for_signals(thread: Path, timeout: float = 10.0) -> bool:
+    """The thread is seen in sigtimedwait (its wait channel) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (thread / "wchan").read_text().startswith("do_sigtimedwait"):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm-to-group"])
 def test_a_signal_to_make_runs_process_group_stops_every_process(make_run, signum):
     run = make_run()
     supervisord = run.wait_ready()
     started = run.processes(supervisord)
     assert len(started) >= 8, started  # make, the foreground, supervisord, listeners, nginx x2, gunicorn x2, gRPC x2
+    # The foreground takes the stop signals in its loop (sigtimedwait, which unblocks them in the main thread
+    # while it waits), and every other thread blocks them (gRPC's, while the readiness check's linger, too):
+    # the kernel cannot hand one to a thread where Python would never run its handler.
+    foreground = procfs.children(run.make.pid)
+    assert len(foreground) == 1, foreground
+    main = procfs.PROC / str(foreground[0]) / "task" / str(foreground[0])
+    assert _seen_waiting_for_signals(main)
+    others = [thread for thread in main.parent.iterdir() if thread != main]
+    assert all(STOP_SIGNALS <= _blocked(thread / "status") for thread in others)
     os.killpg(run.make.pid, signum)
     _wait_stopped(run, supervisord)
     assert _wait_gone(run, supervisord) == []
@@ -134,6 +163,7 @@ def test_the_background_command_starts_once_ready_niced_and_stops_with_ctrl_c(ma
         time.sleep(0.2)
     sleeping = [pid for pid in run.processes(supervisord) if procfs.stat(pid).comm == "sleep"]
     assert len(sleeping) == 1
+    assert not STOP_SIGNALS & _blocked(procfs.PROC / str(sleeping[0]) / "status")  # its own stop signal works
     assert os.getpriority(os.PRIO_PROCESS, sleeping[0]) >= os.getpriority(os.PRIO_PROCESS, 0) + 10
     time.sleep(2)
     assert procfs.stat(sleeping[0]) is not None  # still running: its starter thread ending did not end it
