@@ -1,4 +1,5 @@
-"""A forward takes the cores the service's other running forwards leave it, across processes, and a dead one's share comes back."""
+"""A forward takes the cores the service's other running forwards leave it, across processes; a dead one's
+share comes back; while forwards keep overlapping, one that starts alone takes a share too."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import multiprocessing
 import os
 import signal
 
-from model.core_share import SLOT, CoreShare
+from model.core_share import OVERLAP_HOLD_SECONDS, SLOT, CoreShare
 
 FORK = multiprocessing.get_context("fork")
 
@@ -26,9 +27,18 @@ def _other_process_in_a_forward(path):
     return process, release
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_forward_alone_takes_every_thread_and_beside_another_process_its_share(tmp_path):
     path = tmp_path / "cores"
-    share = CoreShare(path, 2)
+    clock = Clock()
+    share = CoreShare(path, 2, clock)
     with share.forward() as threads:
         assert threads == 2
     process, release = _other_process_in_a_forward(path)
@@ -38,8 +48,28 @@ def test_a_forward_alone_takes_every_thread_and_beside_another_process_its_share
     finally:
         release.set()
         process.join(30)
+    # Alone again, but forwards overlapped a moment ago: a steady load would soon start another beside it.
+    clock.now += OVERLAP_HOLD_SECONDS / 2
+    with share.forward() as threads:
+        assert threads == 1 and share.running() == 1
+    clock.now += OVERLAP_HOLD_SECONDS * 1.01
     with share.forward() as threads:
         assert threads == 2
+
+
+def test_a_forward_joined_by_another_keeps_the_next_ones_to_their_share(tmp_path):
+    path = tmp_path / "cores"
+    clock = Clock()
+    share = CoreShare(path, 2, clock)
+    with share.forward() as threads:
+        assert threads == 2  # it started alone ...
+        process, release = _other_process_in_a_forward(path)  # ... and another began beside it
+        clock.now += 0.5
+    release.set()
+    process.join(30)
+    clock.now += OVERLAP_HOLD_SECONDS / 2
+    with share.forward() as threads:
+        assert threads == 1 and share.running() == 1
 
 
 def test_a_process_killed_in_a_forward_leaves_its_share_and_its_slot(tmp_path):
