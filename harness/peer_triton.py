@@ -40,10 +40,16 @@ NMS_IOU = 0.45
 MAX_DETECTIONS = 100
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free 127.0.0.1 ports: every probe stays bound until all are chosen."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def letterbox(image: "Image.Image") -> tuple[np.ndarray, float, int, int]:  # noqa: F821
@@ -158,7 +164,7 @@ def serve(model_xml: Path, name: str, categories: list[str], threshold: float, t
 
     compiled = compile_model(model_xml, threads, hint)
     detectors = [Detector(compiled, categories, threshold) for _ in range(instances)]
-    http, grpc_, metrics = _free_port(), _free_port(), _free_port()
+    http, grpc_, metrics = _free_ports(3)
     config = TritonConfig(http_address="127.0.0.1", http_port=http, grpc_address="127.0.0.1", grpc_port=grpc_,
                           metrics_address="127.0.0.1", metrics_port=metrics, log_verbose=0)
     outputs = {"num_detections": (np.int32, (-1, 1)), "detection_boxes": (np.float32, (-1, -1, 4)),

@@ -26,8 +26,10 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -117,7 +119,13 @@ def _peer_run(arguments: list[str]) -> str:
 
 
 class Peer:
-    """Triton + OpenVINO, started for the run, stopped (with its process group) at the end."""
+    """Triton + OpenVINO, started for the run, stopped (with its process group) at the end.
+
+    A start that fails is tried once more, on new ports; if that fails too, the error carries the
+    peer's own stderr (pytriton and Triton say there why they stopped).
+    """
+
+    ATTEMPTS = 2
 
     def __init__(self, int8_xml: Path, names: Path, instances: int, hint: str):
         self._arguments = ["serve", "--model", str(int8_xml), "--categories", str(names),
@@ -125,9 +133,20 @@ class Peer:
         self.http = ""
 
     def __enter__(self) -> "Peer":
+        for attempt in range(1, self.ATTEMPTS + 1):
+            with tempfile.TemporaryFile("w+") as errors:
+                if self._start(errors):
+                    return self
+                errors.seek(0)
+                said = errors.read()[-3000:]
+            print(f"the peer did not start (attempt {attempt} of {self.ATTEMPTS})", file=sys.stderr)
+        raise SystemExit(f"the peer did not start; its last words:\n{said}")
+
+    def _start(self, errors: IO[str]) -> bool:
+        """True once the peer has printed its addresses; else it is stopped and False."""
         self._process = subprocess.Popen(
             [str(PEER_PYTHON), str(REPO_ROOT / "harness" / "peer_triton.py"), *self._arguments],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_peer_env(), start_new_session=True)
+            stdout=subprocess.PIPE, stderr=errors, text=True, env=_peer_env(), start_new_session=True)
         deadline = time.monotonic() + PEER_START_SECONDS
         assert self._process.stdout is not None
         while (left := deadline - time.monotonic()) > 0:
@@ -138,16 +157,19 @@ class Peer:
                 break
             if line.startswith("{"):
                 self.http = json.loads(line)["http"]
-                return self
+                return True
         self.__exit__(None, None, None)
-        raise SystemExit("the peer did not start (run it by hand: harness/peer_triton.py serve ...)")
+        return False
 
     def __exit__(self, *_: object) -> None:
         try:
             os.killpg(self._process.pid, signal.SIGTERM)
             self._process.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except ProcessLookupError:  # the group is gone already: a peer that failed to start
+            self._process.wait()
+        except subprocess.TimeoutExpired:
             os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
 
 
 def load(address: str, images: Path, concurrency: str, seconds: float) -> dict:

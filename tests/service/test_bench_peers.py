@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from scripts import bench_peers
 from tests.conftest import REPO_ROOT
 
 
@@ -33,3 +37,15 @@ def test_the_peer_and_this_service_answer_the_same_client(yolov5_dir, shared_dir
     assert results["this service"]["score"] >= 0.8
     assert results["Triton + OpenVINO int8"]["score"] >= 0.6
     assert "c=1: this service / peer = " in result.stdout
+
+
+def test_a_peer_that_cannot_start_is_tried_twice_and_its_own_error_shown(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench_peers, "PEER_PYTHON", Path(sys.executable))  # the peer's script, without its venv
+    missing = tmp_path / "no-such-model.xml"
+    with pytest.raises(SystemExit) as stopped:
+        with bench_peers.Peer(missing, tmp_path / "names.json", instances=1, hint="LATENCY"):
+            pass
+    message = str(stopped.value)
+    assert message.startswith("the peer did not start; its last words:")
+    assert "Traceback" in message and "Error" in message.splitlines()[-1], message
+    assert capsys.readouterr().err.count("the peer did not start (attempt") == 2
