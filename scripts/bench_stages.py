@@ -13,7 +13,9 @@ makes, and one kept-alive connection), HTTP straight to gunicorn's Unix socket
 Printed: each stage's median per photo, and each transport's p50 with its ratio
 to the forward pass (letterbox + body + finish) of the same photos in the same run,
 twice: as measured here, and as the service itself times it (/v1/detect's
-``timing_ms.inference``), which runs with the service's short OpenMP spin.
+``timing_ms.inference``), which runs with the service's short OpenMP spin. Then each
+photo's own decode, forward and /predict (HTTP via nginx, gRPC), and the end-to-end ratio
+over the 640-class photos (longest side 600 to 800 px), the photos issue 26's bar names.
 
     python -m scripts.bench_stages --serve artifacts/models/yolov5s/1 --images ../shared/eval/images
 """
@@ -32,6 +34,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 import torch
+from PIL import Image
 
 from exporters.compute import to_compute
 from common.settings import Settings
@@ -44,6 +47,10 @@ from model.precision import BF16
 from harness.image_server import serve_folder
 from harness.predictors import IMAGE_SUFFIXES, grpc_predictor, http_predictor
 from harness.service_process import served
+
+
+# The longest side of a "640-class" photo (issue 26's end-to-end bar), in pixels.
+CLASS_640 = (600, 800)
 
 
 def timed(stages: dict[str, list[float]], name: str, work: Callable[[], object]) -> object:
@@ -197,10 +204,40 @@ def main(argv: list[str] | None = None) -> int:
         served_forward = statistics.median(in_service["inference"])
         print(f"\nforward p50: {forward:.1f} ms in process, {served_forward:.1f} ms in service")
         print(f"{'/predict at c=1':24} {'p50 ms':>8} {'/ in process':>13} {'/ in service':>13}")
-        for name, times in per_photo_both_orders(transports, urls, args.rounds).items():
+        by_transport = per_photo_both_orders(transports, urls, args.rounds)
+        for name, times in by_transport.items():
             p50 = statistics.median(times)
             print(f"{name:24} {p50:8.1f} {p50 / forward:13.2f} {p50 / served_forward:13.2f}", flush=True)
+    print_per_photo(photos, stages, by_transport["HTTP via nginx"], by_transport["gRPC"])
     return 0
+
+
+def per_photo(times: list[float], photos: int) -> list[float]:
+    """Each photo's median, from timings taken over the photos in order, pass after pass."""
+    return [statistics.median(times[index::photos]) for index in range(photos)]
+
+
+def print_per_photo(photos: list[Path], stages: dict[str, list[float]], http: list[float], grpc: list[float]) -> None:
+    """Each photo's decode, forward and /predict (HTTP via nginx, gRPC) p50, and the ratios for the
+    640-class photos (longest side 600 to 800 px: those the model runs at or near its full side)."""
+    count = len(photos)
+    decode, forward = per_photo(stages["decode"], count), per_photo(stages["forward (detector)"], count)
+    over_http, over_grpc = per_photo(http, count), per_photo(grpc, count)
+    print(f"\n{'photo':22} {'size':>9} {'decode':>7} {'forward':>8} {'HTTP':>6} {'ratio':>6} {'gRPC':>6} {'ratio':>6}")
+    ratios: dict[str, list[float]] = {"HTTP via nginx": [], "gRPC": []}
+    for index, photo in enumerate(photos):
+        with Image.open(photo) as opened:
+            width, height = opened.size
+        http_ratio, grpc_ratio = over_http[index] / forward[index], over_grpc[index] / forward[index]
+        if CLASS_640[0] <= max(width, height) <= CLASS_640[1]:
+            ratios["HTTP via nginx"].append(http_ratio)
+            ratios["gRPC"].append(grpc_ratio)
+        print(f"{photo.name[:22]:22} {f'{width}x{height}':>9} {decode[index]:7.1f} {forward[index]:8.1f} "
+              f"{over_http[index]:6.1f} {http_ratio:6.2f} {over_grpc[index]:6.1f} {grpc_ratio:6.2f}")
+    for name, found in ratios.items():
+        if found:
+            print(f"640-class photos ({len(found)}), {name} / forward: median {statistics.median(found):.2f}, "
+                  f"{min(found):.2f} to {max(found):.2f}")
 
 
 if __name__ == "__main__":
