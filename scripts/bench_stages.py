@@ -145,7 +145,7 @@ def per_photo_both_orders(transports: dict[str, Callable[[str], object]], urls: 
     Timed once in order, the first one measured came out 4 ms slower than the same client timed
     later (41.3 against 37.4 ms, AMD EPYC, 2026-12-05); both orders reach every transport with the
     run's drift alike. Each block keeps to one transport, as a real client does: taking turns per
-    photo sent every call to a process that had idled, and all four came out 3 ms slower.
+    photo sent every call to a process that had idled: all four came out 3 ms slower in a run.
     """
     times: dict[str, list[float]] = {name: [] for name in transports}
     for name in list(transports) + list(reversed(transports)):
