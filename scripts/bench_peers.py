@@ -21,23 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import select
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from harness.predictors import score
+from harness.peer_process import PEER_PYTHON, Peer, peer_env
 from harness.service_process import REPO_ROOT, served
-
-PEER_PYTHON = REPO_ROOT / ".venv-peer" / "bin" / "python"
-PEER_START_SECONDS = 180.0
 
 
 def newest_export(repository: Path, name: str) -> Path:
@@ -103,73 +96,12 @@ def _convert(export: Path, folder: Path) -> tuple[Path, Path]:
     return fp32_xml, calibration
 
 
-def _peer_env() -> dict[str, str]:
-    """The peer's Python stub links the system libpython: the venv Python's own library folder must be found."""
-    libdir = subprocess.run([str(PEER_PYTHON), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    return {**os.environ, "LD_LIBRARY_PATH": f"{libdir}:{os.environ.get('LD_LIBRARY_PATH', '')}".rstrip(":")}
-
-
 def _peer_run(arguments: list[str]) -> str:
     result = subprocess.run([str(PEER_PYTHON), str(REPO_ROOT / "harness" / "peer_triton.py"), *arguments],
-                            capture_output=True, text=True, env=_peer_env())
+                            capture_output=True, text=True, env=peer_env())
     if result.returncode:
         raise SystemExit(f"the peer's {arguments[0]} failed:\n{result.stderr[-3000:]}")
     return result.stdout
-
-
-class Peer:
-    """Triton + OpenVINO, started for the run, stopped (with its process group) at the end.
-
-    A start that fails is tried once more, on new ports; if that fails too, the error carries the
-    peer's own stderr (pytriton and Triton say there why they stopped).
-    """
-
-    ATTEMPTS = 2
-
-    def __init__(self, int8_xml: Path, names: Path, instances: int, hint: str):
-        self._arguments = ["serve", "--model", str(int8_xml), "--categories", str(names),
-                           "--instances", str(instances), "--hint", hint]
-        self.http = ""
-
-    def __enter__(self) -> "Peer":
-        for attempt in range(1, self.ATTEMPTS + 1):
-            with tempfile.TemporaryFile("w+") as errors:
-                if self._start(errors):
-                    return self
-                errors.seek(0)
-                said = errors.read()[-3000:]
-            print(f"the peer did not start (attempt {attempt} of {self.ATTEMPTS})", file=sys.stderr)
-        raise SystemExit(f"the peer did not start; its last words:\n{said}")
-
-    def _start(self, errors: IO[str]) -> bool:
-        """True once the peer has printed its addresses; else it is stopped and False."""
-        self._process = subprocess.Popen(
-            [str(PEER_PYTHON), str(REPO_ROOT / "harness" / "peer_triton.py"), *self._arguments],
-            stdout=subprocess.PIPE, stderr=errors, text=True, env=_peer_env(), start_new_session=True)
-        deadline = time.monotonic() + PEER_START_SECONDS
-        assert self._process.stdout is not None
-        while (left := deadline - time.monotonic()) > 0:
-            if not select.select([self._process.stdout], [], [], left)[0]:
-                break
-            line = self._process.stdout.readline()
-            if not line:
-                break
-            if line.startswith("{"):
-                self.http = json.loads(line)["http"]
-                return True
-        self.__exit__(None, None, None)
-        return False
-
-    def __exit__(self, *_: object) -> None:
-        try:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            self._process.wait(30)
-        except ProcessLookupError:  # the group is gone already: a peer that failed to start
-            self._process.wait()
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
 
 
 def load(address: str, images: Path, concurrency: str, seconds: float) -> dict:

@@ -2,7 +2,8 @@
 
 A benchmark prints numbers and asserts no speed. What is checked: the peer is a real detector
 (its int8 model, quantized by NNCF here, scores on the public labels like a detector, not like
-noise), this service keeps its own score, and no request failed on either side.
+noise), this service keeps its own score, and no request failed on either side; and a peer that
+cannot start (harness/peer_process.py) is tried again and its own error shown.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import bench_peers
+from harness import peer_process
 from tests.conftest import REPO_ROOT
 
 
@@ -40,10 +41,10 @@ def test_the_peer_and_this_service_answer_the_same_client(yolov5_dir, shared_dir
 
 
 def test_a_peer_that_cannot_start_is_tried_twice_and_its_own_error_shown(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench_peers, "PEER_PYTHON", Path(sys.executable))  # the peer's script, without its venv
+    monkeypatch.setattr(peer_process, "PEER_PYTHON", Path(sys.executable))  # the peer's script, without its venv
     missing = tmp_path / "no-such-model.xml"
     with pytest.raises(SystemExit) as stopped:
-        with bench_peers.Peer(missing, tmp_path / "names.json", instances=1, hint="LATENCY"):
+        with peer_process.Peer(missing, tmp_path / "names.json", instances=1, hint="LATENCY"):
             pass
     message = str(stopped.value)
     assert message.startswith("the peer did not start; its last words:")
