@@ -9,28 +9,25 @@ docs/inference-protocol.md repeats it); anything else must match.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from harness.peer_process import PEER_PYTHON, peer_env
 from tests.conftest import REPO_ROOT
 
-PEER_PYTHON = REPO_ROOT / ".venv-peer" / "bin" / "python"
 DOG = "darknet_dog.jpg"
 
 
 def _conformance(service, shared_dir: Path) -> dict[str, dict]:
     if not PEER_PYTHON.is_file():
         pytest.fail(f"{PEER_PYTHON} is missing: make peer (make test makes it)")
-    libdir = subprocess.run([str(PEER_PYTHON), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
-                            capture_output=True, text=True, check=True).stdout.strip()
     result = subprocess.run(
         [str(PEER_PYTHON), str(REPO_ROOT / "harness" / "triton_conformance.py"), "--http",
          service.http_url.removeprefix("http://"), "--grpc", service.grpc_target, "--model", "yolov5s",
          "--image", str(shared_dir / "eval" / "images" / DOG)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "LD_LIBRARY_PATH": libdir},
+        capture_output=True, text=True, timeout=600, env=peer_env(),
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return {line["call"]: line for line in map(json.loads, (l for l in result.stdout.splitlines() if l.startswith("{\"call\"")))}
