@@ -30,7 +30,7 @@ SUPERVISORCTL = DETECTOR_RUN_DIR="$(RUN_DIR)" $(VENV)/bin/supervisorctl -c super
 help:
 	@echo "make run       set up, export the model, run the service in the foreground (HTTP :8080, gRPC :9090; logs here)"
 	@echo "make photos    serve ../shared/eval/images (PHOTOS=folder) on 127.0.0.1:8000 to try the service on"
-	@echo "make status    the programs' state (listeners, front, http, grpc, grpc2) of a running 'make run'"
+	@echo "make status    the programs' state (listeners, grpc-forkserver, front, http, grpc, grpc2) of a running 'make run'"
 	@echo "make logs      follow the log of a running 'make run' (from another terminal)"
 	@echo "make reload    new code or model without a failed request: HTTP workers, then each gRPC server in turn"
 	@echo "make stop      stop a running 'make run' from another terminal (or Ctrl-C it); returns once all stopped"
@@ -123,7 +123,7 @@ THEN ?= $(if $(DETECTOR_MODEL_DIR),,$(EXPORT) --int8-next)
 # stops every program before make returns (launcher/__main__.py).
 run: setup model nginx
 	mkdir -p $(RUN_DIR)
-	@echo "== starting supervisord (listeners, front: nginx, http: gunicorn, grpc and grpc2); the two CRIT lines below are expected (README)"
+	@echo "== starting supervisord (listeners, front: nginx, http: gunicorn, grpc and grpc2 forked from grpc-forkserver); the two CRIT lines below are expected (README)"
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DETECTOR_RUN_DIR="$(RUN_DIR)" \
 		DETECTOR_MODEL_REPOSITORY="$(MODEL_REPOSITORY)" DETECTOR_DEFAULT_MODEL="$(DEFAULT_MODEL)"; \
 		exec $(PY) -m launcher supervisord.conf $(if $(THEN),--then "$(THEN)")

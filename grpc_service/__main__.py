@@ -1,15 +1,27 @@
 """``python -m grpc_service`` (or ``instance-detector-grpc``): choose the metrics directory, then serve.
 
+The server is forked from the fork server when one runs (grpc_service.forkserver, as in
+supervisord.conf): it then shares torch's import with the other gRPC program's server, and this
+process stands in for it. Otherwise it serves here.
+
 The order matters: prometheus_client fixes its multiprocess mode when first
 imported, so the directory is prepared (the dead processes' live gauges dropped)
 before the server module, and with it the metrics, is imported.
 """
+
+import sys
 
 from common.metrics_dir import prepare_dir
 
 
 def run() -> None:
     prepare_dir("grpc")
+    from grpc_service.forked import serve_forked
+    from grpc_service.forkserver import socket_path
+
+    status = serve_forked(socket_path())
+    if status is not None:
+        sys.exit(status)
     from grpc_service.server import main
 
     main()

@@ -182,6 +182,19 @@ class ServiceProcess:
     def program_pid(self, program: str) -> int:
         return int(self.supervisorctl("pid", program).strip())
 
+    def grpc_server_pid(self, program: str) -> int:
+        """The gRPC server a ``grpc`` program stands in for: the fork server's child writing to the program's own output.
+
+        Without a fork server (grpc_service/forkserver.py), the program is its server.
+        """
+        program_pid = self.program_pid(program)
+        output = os.readlink(f"/proc/{program_pid}/fd/2")
+        servers = [pid for pid in procfs.children(self.program_pid("grpc-forkserver"))
+                   if os.readlink(f"/proc/{pid}/fd/2") == output]
+        if len(servers) > 1:
+            raise AssertionError(f"{program}: more than one server: {servers}")
+        return servers[0] if servers else program_pid
+
     def http_worker_pids(self) -> list[int]:
         """The gunicorn workers: children of the ``http`` program's master."""
         return procfs.children(self.program_pid("http"))

@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
             note(f"==> {name}: still stopping the service; supervisord's stop timeouts bound the wait\n")
             return
         stopping.set()
-        note(f"==> {name}: stopping every program of the service (front, http, grpc, grpc2, listeners)\n")
+        note(f"==> {name}: stopping every program of the service (front, http, grpc, grpc2, grpc-forkserver, listeners)\n")
         supervisord.send_signal(signal.SIGTERM)
         if background:
             _stop_group(background[0])

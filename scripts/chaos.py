@@ -6,8 +6,8 @@ runs two HTTP clients calling ``POST /predict`` (one opens a connection per call
 its connection open across calls, as session-based clients do) and two gRPC clients calling
 ``inference.InstanceDetector/Predict`` back to back on one photo served from
 127.0.0.1, and performs each operator action in turn: ``make reload``,
-``supervisorctl restart`` of ``http``, ``grpc`` and ``front``, and ``kill -9`` of
-each kind of process. For every action and transport it prints the requests
+``supervisorctl restart`` of ``http``, ``grpc``, ``front`` and ``grpc-forkserver``, and ``kill -9`` of
+each kind of process (a gRPC server, and a ``grpc`` program that stands in for one). For every action and transport it prints the requests
 that ended from the action until the service was back to full capacity (plus
 a short settle), how many failed, their p99 and the longest gap between two
 answers. Then it stops the service as ``make stop`` does and looks for
@@ -102,9 +102,11 @@ def actions(service: ServiceProcess) -> list[Action]:
         Action("supervisorctl restart http", "restart", restart("http")),
         Action("supervisorctl restart grpc", "restart", restart("grpc")),
         Action("supervisorctl restart front", "restart", restart("front")),
+        Action("supervisorctl restart grpc-forkserver", "restart", restart("grpc-forkserver")),
         Action("kill -9 gunicorn worker", "kill", lambda: _kill(service.http_worker_pids()[0])),
         Action("kill -9 gunicorn master", "kill", lambda: _kill(service.program_pid("http"))),
-        Action("kill -9 gRPC server", "kill", lambda: _kill(service.program_pid("grpc"))),
+        Action("kill -9 gRPC server", "kill", lambda: _kill(service.grpc_server_pid("grpc"))),
+        Action("kill -9 gRPC program", "kill", lambda: _kill(service.program_pid("grpc2"))),
         Action("kill -9 nginx master", "kill", lambda: _kill(service.program_pid("front"))),
         Action("kill -9 listeners", "kill", lambda: _kill(service.program_pid("listeners"))),
     ]

@@ -122,7 +122,7 @@ def test_every_process_runs_as_the_unprivileged_user(container):
 def test_supervisorctl_shows_every_program_running(container):
     status = container.wait_running()
     assert [line.split()[:2] for line in status.strip().splitlines()] == [
-        ["front", "RUNNING"], ["grpc", "RUNNING"], ["grpc2", "RUNNING"], ["http", "RUNNING"],
+        ["front", "RUNNING"], ["grpc", "RUNNING"], ["grpc-forkserver", "RUNNING"], ["grpc2", "RUNNING"], ["http", "RUNNING"],
         ["listeners", "RUNNING"]], status
 
 
@@ -139,7 +139,7 @@ def test_restarts_and_a_kill_inside_the_container_fail_no_request(container, ima
             assert f"{program}: started" in container.supervisorctl("restart", program)
         kill_start = time.monotonic()
         docker("exec", container.name, "sh", "-c", f"kill -9 {int(container.supervisorctl('pid', 'grpc2'))}")
-        assert container.wait_running(timeout=60).count("RUNNING") == 5
+        assert container.wait_running(timeout=60).count("RUNNING") == 6
         time.sleep(2)
     finally:
         died = load.stop()
@@ -173,5 +173,5 @@ def test_docker_stop_ends_every_program_cleanly_within_the_grace_period(containe
     state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name))
     logs = container.logs()
     assert elapsed < STOP_GRACE_SECONDS and state["ExitCode"] == 0, (elapsed, state, logs[-2000:])
-    for program in ("listeners", "front", "http", "grpc", "grpc2"):
+    for program in ("listeners", "front", "http", "grpc", "grpc2", "grpc-forkserver"):
         assert f"stopped: {program} (exit status 0)" in logs, logs[-2000:]

@@ -146,10 +146,10 @@ def test_a_signal_to_make_runs_process_group_stops_every_process(make_run, signu
     assert not any(listening(port) for port in run.ports)
     log = run.text()
     assert f"==> {signal.Signals(signum).name}: stopping every program" in log
-    for program in ("front", "http", "grpc", "grpc2", "listeners"):
+    for program in ("front", "http", "grpc", "grpc2", "grpc-forkserver", "listeners"):
         assert f"stopped: {program} (exit status 0)" in log, program
     assert "==> supervisord stopped every program of the service and exited" in log
-    assert (run.run_dir / "service.log").read_text(errors="replace").count("stopped: ") >= 5
+    assert (run.run_dir / "service.log").read_text(errors="replace").count("stopped: ") >= 6
 
 
 def test_the_background_command_starts_once_ready_niced_and_stops_with_ctrl_c(make_run, tmp_path):

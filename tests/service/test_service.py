@@ -108,7 +108,7 @@ def test_model_info_metric_names_the_served_model(service):
     assert {s.labels["model"] for s in info.samples} == {"yolov5s"}
 
 
-PROGRAMS = ("listeners", "front", "http", "grpc", "grpc2")
+PROGRAMS = ("listeners", "grpc-forkserver", "front", "http", "grpc", "grpc2")
 
 
 def test_each_grpc_server_answers_its_readiness_check_on_its_own_socket(service):
