@@ -228,6 +228,11 @@ class ServerSettings:
         return self.run_dir / f"{instance or self.grpc_instance}.sock"
 
     @property
+    def grpc_forkserver_socket(self) -> Path:
+        """Where the gRPC programs ask grpc_service.forkserver for their servers."""
+        return self.run_dir / "grpc-forkserver.sock"
+
+    @property
     def metrics_dir(self) -> Path:
         return self.run_dir / "metrics"
 

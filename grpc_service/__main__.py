@@ -16,10 +16,10 @@ from common.metrics_dir import prepare_dir
 
 def run() -> None:
     prepare_dir("grpc")
+    from common.settings import ServerSettings
     from grpc_service.forked import serve_forked
-    from grpc_service.forkserver import socket_path
 
-    status = serve_forked(socket_path())
+    status = serve_forked(ServerSettings.from_env().grpc_forkserver_socket)
     if status is not None:
         sys.exit(status)
     from grpc_service.server import main

@@ -33,7 +33,6 @@ import socket
 import sys
 import threading
 import traceback
-from pathlib import Path
 
 from common.settings import ServerSettings
 
@@ -43,10 +42,6 @@ IMPORT_TIME_PREFIXES = ("GOMP_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "MALLOC_",
 MESSAGE_BYTES = 1 << 20
 # The descriptors a request carries, in this order.
 FDS = ("stdout", "stderr", "lifeline", "status")
-
-
-def socket_path(settings: ServerSettings | None = None) -> Path:
-    return (settings or ServerSettings.from_env()).run_dir / "grpc-forkserver.sock"
 
 
 def import_time_environment(env: dict[str, str]) -> dict[str, str]:
@@ -184,7 +179,7 @@ def _die_with_program(lifeline: int) -> None:
 
 
 def main() -> None:
-    path = socket_path()
+    path = ServerSettings.from_env().grpc_forkserver_socket
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # Bound before torch is imported: a program that starts meanwhile waits in the backlog.

@@ -20,7 +20,6 @@ import pytest
 
 from common import procfs
 from grpc_service.forked import serve_forked
-from grpc_service.forkserver import socket_path
 from common.settings import ServerSettings
 from harness.service_process import ServiceProcess
 from tests.conftest import REPO_ROOT
@@ -94,7 +93,7 @@ def lone_forkserver(tmp_path: Path):
     """The fork server alone (no model, no supervisord), as a program would find it."""
     env = {**os.environ, "DETECTOR_RUN_DIR": str(tmp_path)}
     process = subprocess.Popen([sys.executable, "-m", "grpc_service.forkserver"], cwd=REPO_ROOT, env=env)
-    path = socket_path(ServerSettings(run_dir=tmp_path))
+    path = ServerSettings(run_dir=tmp_path).grpc_forkserver_socket
     _wait(path.exists, 30, "the fork server did not bind")
     yield path
     process.terminate()
