@@ -27,10 +27,11 @@ def serve_forked(path: Path) -> int | None:
     Without the socket, or when the fork server refuses (another interpreter or environment) or dies
     before answering, the caller serves in its own process.
     """
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         connection.connect(str(path))
     except OSError:
+        connection.close()
         return None
     lifeline_read, lifeline_write = os.pipe()  # the write end stays open, unused, for this process's life
     status_read, status_write = os.pipe()
@@ -51,8 +52,12 @@ def serve_forked(path: Path) -> int | None:
         os.close(status_read)
         return None
     pid = int(answer["pid"])
+    try:  # a pidfd names this server even after its pid is freed and reused
+        server = os.pidfd_open(pid)
+    except OSError:
+        server = None
     for number in RELAYED_SIGNALS:
-        signal.signal(number, lambda received, _: _relay(pid, received))
+        signal.signal(number, lambda received, _: _relay(pid, server, received))
     status = b""
     while chunk := os.read(status_read, 16):
         status += chunk
@@ -62,9 +67,12 @@ def serve_forked(path: Path) -> int | None:
     return status[-1]  # the fork server's, from the wait status, if it wrote one after the server's own
 
 
-def _relay(pid: int, number: int) -> None:
+def _relay(pid: int, server: int | None, number: int) -> None:
     try:
-        os.kill(pid, number)
+        if server is None:
+            os.kill(pid, number)
+        else:
+            signal.pidfd_send_signal(server, number)
     except ProcessLookupError:
         pass  # it has exited: its status is on its way
 

@@ -137,6 +137,8 @@ def test_restarts_and_a_kill_inside_the_container_fail_no_request(container, ima
         for program in ("http", "grpc", "front"):
             phases.append((time.monotonic(), f"restart {program}"))
             assert f"{program}: started" in container.supervisorctl("restart", program)
+        # As docs/operations.md has operators do: the restarted grpc serves before grpc2 goes.
+        docker("exec", container.name, "python", "-m", "grpc_service.readiness", "grpc", "--timeout", "60", timeout=90)
         kill_start = time.monotonic()
         docker("exec", container.name, "sh", "-c", f"kill -9 {int(container.supervisorctl('pid', 'grpc2'))}")
         assert container.wait_running(timeout=60).count("RUNNING") == 6
@@ -151,7 +153,8 @@ def test_restarts_and_a_kill_inside_the_container_fail_no_request(container, ima
     failed = [(c, ([name for start, name in phases if start <= c.end] or ["before"])[-1]) for c in restarts if not c.ok]
     assert failed == [], (failed, container.logs()[-4000:])
     for transport in ("http", "grpc"):
-        assert sum(not c.ok for c in after_kill if c.transport == transport) <= MAX_KILL_FAILURES
+        lost = [c for c in after_kill if c.transport == transport and not c.ok]
+        assert len(lost) <= MAX_KILL_FAILURES, (transport, len(lost), [c.error for c in lost[:5]], container.logs()[-4000:])
 
 
 def test_the_image_runs_on_a_read_only_root_filesystem(image_server):
