@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from grpc_service.forkserver import MESSAGE_BYTES
@@ -21,18 +22,25 @@ from grpc_service.forkserver import MESSAGE_BYTES
 RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def serve_forked(path: Path) -> int | None:
-    """The forked server's exit status once it has exited; ``None`` at once if no fork server takes the request.
+def serve_forked(path: Path, wait: float = 0.0) -> int | None:
+    """The forked server's exit status once it has exited; ``None`` if no fork server takes the request.
 
-    Without the socket, or when the fork server refuses (another interpreter or environment) or dies
-    before answering, the caller serves in its own process.
+    supervisord starts the fork server and the gRPC programs together, so a program waits up to
+    ``wait`` seconds for the socket to take connections. Without it by then, or when the fork server
+    refuses (another interpreter or environment) or dies before answering, the caller serves in its
+    own process.
     """
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        connection.connect(str(path))
-    except OSError:
-        connection.close()
-        return None
+    deadline = time.monotonic() + wait
+    while True:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            connection.connect(str(path))
+            break
+        except OSError:
+            connection.close()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
     lifeline_read, lifeline_write = os.pipe()  # the write end stays open, unused, for this process's life
     status_read, status_write = os.pipe()
     request = {"executable": sys.executable, "env": dict(os.environ), "cwd": os.getcwd()}
