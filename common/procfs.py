@@ -1,4 +1,5 @@
-"""One reader of ``/proc/<pid>/stat``: parent, process group, session, start time and name.
+"""One reader of ``/proc/<pid>/stat`` (parent, process group, session, start time, name, state) and of
+``/proc/<pid>/smaps_rollup`` (a process's memory, summed over its mappings).
 
 The service's own processes need it (the metrics directory's owner, the front's
 orphaned nginx workers), and so do the scripts and tests that look after them.
@@ -19,6 +20,7 @@ PROC = Path("/proc")
 class ProcStat:
     pid: int
     comm: str
+    state: str  # "Z": a zombie, exited and not yet reaped by its parent
     ppid: int
     pgrp: int
     session: int
@@ -34,7 +36,7 @@ def stat(pid: int) -> ProcStat | None:
         return None
     head, tail = text.rsplit(")", 1)
     fields = tail.split()
-    return ProcStat(pid=pid, comm=head.split("(", 1)[1], ppid=int(fields[1]), pgrp=int(fields[2]),
+    return ProcStat(pid=pid, comm=head.split("(", 1)[1], state=fields[0], ppid=int(fields[1]), pgrp=int(fields[2]),
                     session=int(fields[3]), start_time=int(fields[19]))
 
 
@@ -47,3 +49,19 @@ def processes() -> Iterator[ProcStat]:
 
 def children(pid: int) -> list[int]:
     return sorted(p.pid for p in processes() if p.ppid == pid)
+
+
+def running(pid: int) -> bool:
+    """Neither gone nor a zombie waiting for its (perhaps new) parent to reap it."""
+    found = stat(pid)
+    return found is not None and found.state != "Z"
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """The process's ``smaps_rollup`` fields in kB (``Pss``, ``Shared_Dirty``, ...)."""
+    fields = {}
+    for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            fields[name] = int(rest.split()[0])
+    return fields

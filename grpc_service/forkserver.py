@@ -69,8 +69,8 @@ class ForkServer:
             return f"the program runs {request.get('executable')}, this fork server {sys.executable}"
         theirs = import_time_environment(request.get("env", {}))
         if theirs != self.environment:
-            names = sorted(set(theirs.items()) ^ set(self.environment.items()))
-            return f"environment differs in {', '.join(sorted({name for name, _ in names}))}"
+            differing = {name for name, _ in set(theirs.items()) ^ set(self.environment.items())}
+            return f"environment differs in {', '.join(sorted(differing))}"
         return None
 
     def serve(self) -> None:

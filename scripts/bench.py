@@ -97,10 +97,7 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 def _pss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
+    return procfs.smaps_rollup(pid).get("Pss", 0)
 
 
 def service_memory(run_dir: Path) -> dict[str, float] | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from common import procfs
 from harness.image_server import serve_folder
 from harness.predictors import IMAGE_SUFFIXES
 from harness.service_process import served, service_processes
@@ -32,10 +33,7 @@ CAMERA_FRAMES = 20
 
 
 def pss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    raise ValueError(f"no Pss for {pid}")
+    return procfs.smaps_rollup(pid)["Pss"] / 1024
 
 
 def command(pid: int) -> str:

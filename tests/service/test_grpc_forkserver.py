@@ -27,20 +27,9 @@ from tests.conftest import REPO_ROOT
 SHARED_IMPORT_MIB = 64  # cuBLASLt's static data alone is 81 MiB, written as torch loads
 
 
-def _rollup(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no {field} for {pid}")
-
-
 def _gone(pid: int) -> bool:
-    """Exited: no process, or a zombie nobody has reaped yet (a server whose fork server has since restarted
-    is reparented to init, which may reap it late)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    """Exited, even if not reaped yet: a server whose fork server has restarted is reparented to init, which may reap it late."""
+    return not procfs.running(pid)
 
 
 def _wait(condition, timeout: float, what: str) -> None:
@@ -55,7 +44,7 @@ def test_both_grpc_servers_are_forked_from_one_interpreter_and_share_its_torch(s
     for program, server in zip(("grpc", "grpc2"), servers):
         assert server != service.program_pid(program)
         assert procfs.stat(server).pgrp == server, "a server runs in its own group: the fork server's restart spares it"
-        assert _rollup(server, "Shared_Dirty") >= SHARED_IMPORT_MIB
+        assert procfs.smaps_rollup(server)["Shared_Dirty"] / 1024 >= SHARED_IMPORT_MIB
         assert "libtorch" in Path(f"/proc/{server}/maps").read_text()
         assert "libtorch" not in Path(f"/proc/{service.program_pid(program)}/maps").read_text()
     assert "dog" in service.predict_grpc(image_server.url("/images/darknet_dog.jpg"))

@@ -23,15 +23,7 @@ def test_the_background_command_runs_niced_into_the_log_and_stops_with_its_child
     _stop_group(started)
     assert started.poll() is not None
     deadline = time.monotonic() + 5
-    while _alive(child):
+    while procfs.running(child):
         assert time.monotonic() < deadline, "the command's child outlived the stop"
         time.sleep(0.05)
     assert "building" in log.read_text()
-
-
-def _alive(pid: int) -> bool:
-    """Running: neither gone nor a zombie waiting for its new parent to reap it."""
-    try:
-        return (procfs.PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
