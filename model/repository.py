@@ -213,6 +213,8 @@ class ModelRepository:
         self._refreshing = threading.Lock()
         self.thread = thread or InferenceThread()
         self.default: str | None = default
+        # CHANGED_FILE's stamp as the last refresh read it before its scan: a poller refreshes when it differs.
+        self._scanned_change: tuple[int, int] | None = None
 
     # -- reading (request threads) ------------------------------------------------------------
 
@@ -326,6 +328,7 @@ class ModelRepository:
     def refresh(self) -> None:
         """One pass over the repository: load what is new, fall back from what was removed."""
         with self._refreshing:
+            self._scanned_change = self._changed_stamp()
             found = {name: versions for name, versions in self._allowed(self._scan()).items()
                      if not _unloaded(versions)}
             with self._lock:
@@ -431,15 +434,18 @@ class ModelRepository:
 
     def poll(self, interval: float) -> threading.Thread:
         """Refresh every ``interval`` seconds, and as soon as a load or unload touches CHANGED_FILE, on a
-        daemon thread that ends with the process; a failed pass is logged, not fatal."""
+        daemon thread that ends with the process; a failed pass is logged, not fatal.
+
+        A change is measured against the stamp the last refresh read before its scan, not against
+        the file when the thread starts: an unload made while this process was still loading (or
+        between its load and this call) is followed at once, not a whole interval later.
+        """
 
         def run() -> None:
-            changed = self._changed_stamp()
             while True:
                 due = time.monotonic() + interval
-                while time.monotonic() < due and self._changed_stamp() == changed:
+                while time.monotonic() < due and self._changed_stamp() == self._scanned_change:
                     time.sleep(min(CHANGE_CHECK_SECONDS, max(due - time.monotonic(), 0)))
-                changed = self._changed_stamp()
                 try:
                     self.refresh()
                 except Exception:  # noqa: BLE001 - the next pass tries again

@@ -237,6 +237,21 @@ def test_a_poller_follows_a_change_within_a_second_not_a_poll_interval(tmp_path)
     assert other_process.names() == ["yolov5s"]
 
 
+def test_an_unload_made_while_a_process_was_loading_is_followed_when_its_poller_starts(tmp_path):
+    # The other process has scanned (its load) but not yet started polling when the unload lands:
+    # its poller must compare against what that scan saw, not against the file as it finds it.
+    add(tmp_path, "yolov5s", 1)
+    add(tmp_path, "mb3-centernet", 1)
+    other_process = repository(tmp_path, "yolov5s")
+    other_process.refresh()
+    repository(tmp_path, "yolov5s").set_loaded("mb3-centernet", False)
+    other_process.poll(3600.0)
+    deadline = time.monotonic() + 10
+    while "mb3-centernet" in other_process.names() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert other_process.names() == ["yolov5s"]
+
+
 def test_a_repository_that_cannot_be_written_says_so_instead_of_failing(tmp_path):
     add(tmp_path, "yolov5s", 1)
     add(tmp_path, "mb3-centernet", 1)
