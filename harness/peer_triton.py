@@ -41,7 +41,8 @@ MAX_DETECTIONS = 100
 
 
 def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free 127.0.0.1 ports: every probe stays bound until all are chosen."""
+    """``count`` distinct free 127.0.0.1 ports: every probe stays bound until all are chosen
+    (harness/ports.py is the project's own; this program runs in the peer's environment)."""
     probes = [socket.socket() for _ in range(count)]
     try:
         for probe in probes:

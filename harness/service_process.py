@@ -20,6 +20,7 @@ from typing import Iterator
 import grpc
 
 from common import procfs
+from harness.ports import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,12 +56,6 @@ def peak_rss_mib(pid: int) -> float:
     raise ValueError(f"no VmHWM for {pid}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def model_env(path: Path) -> dict[str, str]:
     """``path`` as the service's model setting: one export (it holds model.json) or a model repository."""
     if (Path(path) / "model.json").is_file():
@@ -73,8 +68,7 @@ class ServiceProcess:
         """``model_dir``: one export, or a model repository (model.repository)."""
         self.repo = repo
         self.run_dir = run_dir
-        self.http_port = free_port()
-        self.grpc_port = free_port()
+        self.http_port, self.grpc_port = free_ports(2)
         self.log_path = run_dir / "supervisord.log"
         bin_dir = str(Path(sys.executable).parent)
         self.env = {

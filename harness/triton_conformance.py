@@ -37,10 +37,18 @@ OUTPUT_TYPES = {"num_detections": (np.int32, (-1, 1)), "detection_boxes": (np.fl
                 "detection_labels": (np.bytes_, (-1, -1))}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free 127.0.0.1 ports: every probe stays bound until all are chosen (probes
+    closed one by one may be handed the same port twice). harness/ports.py is the project's own; this
+    program imports nothing of the project."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def _no_detections(requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -62,7 +70,7 @@ def start_triton(model: str):
     from pytriton.model_config import ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-    http, grpc_, metrics = _free_port(), _free_port(), _free_port()
+    http, grpc_, metrics = _free_ports(3)
     config = TritonConfig(http_address="127.0.0.1", http_port=http, grpc_address="127.0.0.1", grpc_port=grpc_,
                           metrics_address="127.0.0.1", metrics_port=metrics, log_verbose=0)
     # pytriton puts the repository and statistics APIs behind a token of its own by default; Triton

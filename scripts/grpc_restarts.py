@@ -36,7 +36,7 @@ from grpc_service.server import STOP_GRACE_SECONDS, serve_until_signalled, wait_
 from common.settings import ServerSettings
 from model.cpu import cpu_model
 from proto import inference_pb2, inference_pb2_grpc
-from harness.service_process import free_port
+from harness.ports import free_port
 
 STUB_SECONDS = 0.04
 CLIENTS = 4

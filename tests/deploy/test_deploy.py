@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.service_process import free_port
+from harness.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"

@@ -17,7 +17,8 @@ import pytest
 from harness.image_server import serve_folder
 from harness.predictors import evaluate, grpc_predictor, http_predictor, mean_score
 from harness.steady_load import MAX_KILL_FAILURES, SteadyLoad
-from harness.service_process import ServiceProcess, free_port
+from harness.ports import free_ports
+from harness.service_process import ServiceProcess
 
 IMAGE = os.environ.get("DETECTOR_DOCKER_IMAGE", "")
 # The acceptance test's pass mark, over both transports.
@@ -38,8 +39,7 @@ class Container(ServiceProcess):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.http_port = free_port()
-        self.grpc_port = free_port()
+        self.http_port, self.grpc_port = free_ports(2)
         self.env = {"DETECTOR_HTTP_WORKERS": "1"}
         self._process = None
 

@@ -120,7 +120,7 @@ def test_annotated_png_tints_the_masks(client, photo):
 def test_grpc_detect_sends_the_same_masks(mask_model, client, photo, tmp_path):
     from grpc_service.server import build_server
     from common.settings import FetchPolicy
-    from harness.service_process import free_port
+    from harness.ports import free_port
     from proto import detection_pb2, detection_pb2_grpc
     from harness.image_server import ImageServer
 

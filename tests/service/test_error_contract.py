@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from exporters.coco_names import COCO_80
-from harness.service_process import error_details, free_port
+from harness.ports import free_port
+from harness.service_process import error_details
 
 # (case id, URL template, HTTP status, error code, gRPC status). {base} is the local image server.
 URL_CASES = [

@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_service import drain
 from common.settings import ServerSettings
 from tests.conftest import REPO_ROOT
-from harness.service_process import free_port
+from harness.ports import free_port
 
 MAX_AGE = 0.5
 

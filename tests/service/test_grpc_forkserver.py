@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from common import procfs
 from grpc_service.forked import serve_forked
 from common.settings import ServerSettings
+from harness.polling import wait_until
 from harness.service_process import ServiceProcess
 from tests.conftest import REPO_ROOT
 
@@ -30,13 +30,6 @@ SHARED_IMPORT_MIB = 64  # cuBLASLt's static data alone is 81 MiB, written as tor
 def _gone(pid: int) -> bool:
     """Exited, even if not reaped yet: a server whose fork server has restarted is reparented to init, which may reap it late."""
     return not procfs.running(pid)
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def test_both_grpc_servers_are_forked_from_one_interpreter_and_share_its_torch(service, image_server):
@@ -63,9 +56,9 @@ def test_a_grpc_program_killed_outright_takes_its_server_with_it_and_comes_back(
     url = image_server.url("/images/darknet_dog.jpg")
     program, server = own_service.program_pid("grpc"), own_service.grpc_server_pid("grpc")
     os.kill(program, signal.SIGKILL)
-    _wait(lambda: _gone(server), 5, f"server {server} outlived its program {program}")
-    _wait(lambda: own_service.grpc_serving() and " RUNNING " in own_service.supervisorctl("status", "grpc")
-          and own_service.program_pid("grpc") != program, 60, "grpc did not come back")
+    wait_until(lambda: _gone(server), 5, f"server {server} outlived its program {program}")
+    wait_until(lambda: own_service.grpc_serving() and " RUNNING " in own_service.supervisorctl("status", "grpc")
+               and own_service.program_pid("grpc") != program, 60, "grpc did not come back")
     assert own_service.grpc_server_pid("grpc") != server
     assert "dog" in own_service.predict_grpc(url)
 
@@ -80,7 +73,7 @@ def test_restarting_the_fork_server_spares_the_servers_and_the_next_server_comes
     assert "dog" in own_service.predict_grpc(url)
     # The orphaned servers still answer to their programs: a restart stops the old and forks anew.
     assert "started" in own_service.supervisorctl("restart", "grpc2")
-    _wait(lambda: _gone(servers["grpc2"]), 5, "the old grpc2 server outlived its restart")
+    wait_until(lambda: _gone(servers["grpc2"]), 5, "the old grpc2 server outlived its restart")
     assert procfs.stat(own_service.grpc_server_pid("grpc2")).ppid == own_service.program_pid("grpc-forkserver")
     assert "exited" not in own_service.supervisorctl("status")
     assert "dog" in own_service.predict_grpc(url)
@@ -92,7 +85,7 @@ def lone_forkserver(tmp_path: Path):
     env = {**os.environ, "DETECTOR_RUN_DIR": str(tmp_path)}
     process = subprocess.Popen([sys.executable, "-m", "grpc_service.forkserver"], cwd=REPO_ROOT, env=env)
     path = ServerSettings(run_dir=tmp_path).grpc_forkserver_socket
-    _wait(path.exists, 30, "the fork server did not bind")
+    wait_until(path.exists, 30, "the fork server did not bind")
     yield path
     process.terminate()
     assert process.wait(timeout=10) == 0

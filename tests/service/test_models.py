@@ -10,13 +10,13 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import pytest
 import requests
 
 from tests.conftest import REPO_ROOT
+from harness.polling import wait_until
 from harness.service_process import ServiceProcess, add_version, error_details
 
 DOG = "darknet_dog.jpg"  # in ../shared/eval/images: the image server serves it at /images/ too
@@ -25,14 +25,6 @@ CROWD = "vtest_f0060.png"
 
 def _photo_url(image_server) -> str:
     return image_server.url(f"/images/{DOG}")
-
-
-def _wait(condition, timeout: float = 120.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout}s: {what}")
-        time.sleep(0.5)
 
 
 def _detector_stub(service: ServiceProcess):
@@ -194,8 +186,8 @@ def test_a_removed_model_is_unloaded_and_the_default_keeps_serving(two_models, i
     url = _photo_url(image_server)
     shutil.rmtree(repository / "mb3-centernet")
     shutil.rmtree(repository / "yolov5s")
-    _wait(lambda: service.metric("app_model_versions_loaded", model="mb3-centernet", version="1") == 0,
-          what="mb3-centernet unloaded in every process")
+    wait_until(lambda: service.metric("app_model_versions_loaded", model="mb3-centernet", version="1") == 0,
+               120, "mb3-centernet unloaded in every process")
     answer = requests.post(f"{service.http_url}/v1/detect", json={"url": url, "model": "mb3-centernet"}, timeout=60)
     assert answer.status_code == 404 and answer.json()["error"]["choices"] == ["yolov5s"]
     status, body = service.predict_http(url)
@@ -262,13 +254,13 @@ def test_a_new_version_swaps_in_and_a_broken_one_is_refused_under_load(one_model
     with SteadyLoad(service, url) as load:
         time.sleep(2)
         add_version(repository, "yolov5s", 2, yolov5_dir)
-        _wait(lambda: service.metric("app_model_versions_loaded", model="yolov5s", version="2") == processes,
-              what="version 2 serving in every process")
+        wait_until(lambda: service.metric("app_model_versions_loaded", model="yolov5s", version="2") == processes,
+                   120, "version 2 serving in every process")
         assert service.metric("app_model_versions_loaded", model="yolov5s", version="1") == 0
         broken = add_version(repository, "yolov5s", 3, yolov5_dir)
         (broken / "model.pt").write_bytes(b"not TorchScript")
-        _wait(lambda: service.metric("app_model_load_failures", model="yolov5s") == processes,
-              what="version 3 refused by every process")
+        wait_until(lambda: service.metric("app_model_load_failures", model="yolov5s") == processes,
+                   120, "version 3 refused by every process")
         time.sleep(2)
     served = [a for answers in load.answers.values() for a in answers]
     assert load.failures() == [] and len(served) > 10

@@ -23,7 +23,8 @@ from common import procfs
 from common.settings import ServerSettings
 from common.metrics_dir import forget_dead_processes, prepare_dir
 from tests.conftest import REPO_ROOT
-from harness.service_process import ServiceProcess, free_port, listening, service_processes
+from harness.ports import free_port
+from harness.service_process import ServiceProcess, listening, service_processes
 
 
 class MakeRun:

@@ -116,7 +116,7 @@ def test_upstream_client_errors_are_the_callers_to_fix(fetcher, image_server):
 def test_error_statuses_and_refused_connections_are_upstream_errors(fetcher, image_server):
     with pytest.raises(UpstreamError, match="500"):
         fetcher.fetch(image_server.url("/case/status-500"))
-    from harness.service_process import free_port
+    from harness.ports import free_port
 
     with pytest.raises(UpstreamError):
         fetcher.fetch(f"http://127.0.0.1:{free_port()}/x.jpg")
