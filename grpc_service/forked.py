@@ -43,7 +43,7 @@ def serve_forked(path: Path, wait: float = 0.0) -> int | None:
             time.sleep(0.1)
     lifeline_read, lifeline_write = os.pipe()  # the write end stays open, unused, for this process's life
     status_read, status_write = os.pipe()
-    request = {"executable": sys.executable, "env": dict(os.environ), "cwd": os.getcwd()}
+    request = {"executable": sys.executable, "env": dict(os.environ), "cwd": os.getcwd(), "pid": os.getpid()}
     with connection:
         try:
             socket.send_fds(connection, [json.dumps(request).encode()], [1, 2, lifeline_read, status_write])

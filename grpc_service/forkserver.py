@@ -34,6 +34,8 @@ import sys
 import threading
 import traceback
 
+from setproctitle import setproctitle
+
 from common.settings import ServerSettings
 
 # Read by libgomp, glibc, the loader or the interpreter as the process starts or torch loads: a child
@@ -150,6 +152,7 @@ def run_child(fds: dict[str, int], request: dict) -> None:
         os.dup2(fds["stderr"], 2)
         os.close(fds["stdout"])
         os.close(fds["stderr"])
+        setproctitle(server_title(request))  # first: it takes over the environment's memory for a longer title
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
@@ -169,6 +172,17 @@ def run_child(fds: dict[str, int], request: dict) -> None:
             os.write(fds["status"], bytes([code & 0xFF]))
         finally:
             os._exit(code)
+
+
+def server_title(request: dict) -> str:
+    """What ``ps`` shows for a forked server: the program it serves, not the fork server's command line.
+
+    supervisord names each program in its environment (``SUPERVISOR_PROCESS_NAME``); a program
+    started by hand is named by its pid.
+    """
+    name = request.get("env", {}).get("SUPERVISOR_PROCESS_NAME")
+    program = f"{name}, pid {request.get('pid')}" if name else f"pid {request.get('pid')}"
+    return f"grpc_service server (forked for {program})"
 
 
 def _die_with_program(lifeline: int) -> None:

@@ -36,6 +36,8 @@ bind = f"unix:{SERVER.http_socket}"
 # running forwards leave it (model.core_share); uncoordinated, two teams on two cores gave 15
 # req/s at c=4 against 22 with one worker (docs/performance-log.md, 2026-11-24 and 2026-12-04).
 workers = SERVER.http_workers
+# With setproctitle installed, ps shows "gunicorn: master [detector-http]" and "gunicorn: worker [detector-http]".
+proc_name = "detector-http"
 # Threads let a worker keep fetching and decoding images for queued requests while one
 # request's inference runs on the model thread. Predictions may hold at most
 # DETECTOR_MAX_IN_FLIGHT of them (serving.admission); the rest stay free for health checks and metrics.

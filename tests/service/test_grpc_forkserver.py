@@ -40,6 +40,8 @@ def test_both_grpc_servers_are_forked_from_one_interpreter_and_share_its_torch(s
         assert procfs.smaps_rollup(server)["Shared_Dirty"] / 1024 >= SHARED_IMPORT_MIB
         assert "libtorch" in Path(f"/proc/{server}/maps").read_text()
         assert "libtorch" not in Path(f"/proc/{service.program_pid(program)}/maps").read_text()
+        title = f"grpc_service server (forked for {program}, pid {service.program_pid(program)})"
+        assert Path(f"/proc/{server}/cmdline").read_bytes().startswith(title.encode()), "ps names the program a server serves"
     assert "dog" in service.predict_grpc(image_server.url("/images/darknet_dog.jpg"))
 
 

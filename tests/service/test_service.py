@@ -1,4 +1,4 @@
-"""The contract, end to end: supervisord, gunicorn (2 workers in the tests; 1 by default), the gRPC server, real sockets."""
+"""The contract, end to end: supervisord, gunicorn (2 workers, the default), the gRPC servers, real sockets."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from common import procfs
 from exporters.coco_names import COCO_80
 
 IMAGES = ["darknet_dog.jpg", "darknet_person.jpg", "darknet_giraffe.jpg", "darknet_eagle.jpg", "chelsea.png"]
@@ -109,6 +110,16 @@ def test_model_info_metric_names_the_served_model(service):
 
 
 PROGRAMS = ("listeners", "grpc-forkserver", "front", "http", "grpc", "grpc2")
+
+
+def test_ps_names_gunicorns_master_and_workers(service):
+    """An operator finds them by name in ps and top (setproctitle, which gunicorn uses when installed)."""
+    master = service.program_pid("http")
+    assert Path(f"/proc/{master}/cmdline").read_bytes().startswith(b"gunicorn: master [detector-http]")
+    workers = procfs.children(master)
+    assert len(workers) == 2
+    for worker in workers:
+        assert Path(f"/proc/{worker}/cmdline").read_bytes().startswith(b"gunicorn: worker [detector-http]")
 
 
 def test_each_grpc_server_answers_its_readiness_check_on_its_own_socket(service):
