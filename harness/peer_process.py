@@ -59,7 +59,7 @@ class Peer:
     def _start(self, errors: IO[str]) -> bool:
         """True once the peer has printed its addresses; else it is stopped and False."""
         self._process = subprocess.Popen(
-            [str(PEER_PYTHON), str(REPO_ROOT / "harness" / "peer_triton.py"), *self._arguments],
+            [str(PEER_PYTHON), "-m", "harness.peer_triton", *self._arguments], cwd=REPO_ROOT,
             stdout=subprocess.PIPE, stderr=errors, text=True, env=peer_env(), start_new_session=True)
         deadline = time.monotonic() + PEER_START_SECONDS
         assert self._process.stdout is not None

@@ -3,7 +3,8 @@
 Runs in the peer's environment (``.venv-peer``, ``make peer``: PyPI's ``nvidia-pytriton``, whose
 ``tritonserver`` is Triton Inference Server itself, with ``openvino`` and ``nncf``), never in the
 service's. Its Python stub links the system libpython: start it with ``LD_LIBRARY_PATH`` set to the
-venv Python's library folder (scripts/bench_peers.py does). Imports nothing of the project.
+venv Python's library folder (scripts/bench_peers.py does). Run as ``python -m harness.peer_triton``
+from the repository's root; of the project it imports only :mod:`harness.ports` (the standard library).
 
 ``quantize``: the fp32 OpenVINO model (``scripts/bench_peers.py`` converts the export's body and
 decode head, inputs of any multiple of 32) is quantized to int8 with NNCF's post-training
@@ -25,12 +26,13 @@ import argparse
 import io
 import json
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from harness.ports import free_ports
 
 MAX_SIDE = 640
 STRIDE = 32
@@ -38,19 +40,6 @@ PAD_VALUE = 114
 CANDIDATE_FLOOR = 0.05
 NMS_IOU = 0.45
 MAX_DETECTIONS = 100
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free 127.0.0.1 ports: every probe stays bound until all are chosen
-    (harness/ports.py is the project's own; this program runs in the peer's environment)."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 def letterbox(image: "Image.Image") -> tuple[np.ndarray, float, int, int]:  # noqa: F821
@@ -165,7 +154,7 @@ def serve(model_xml: Path, name: str, categories: list[str], threshold: float, t
 
     compiled = compile_model(model_xml, threads, hint)
     detectors = [Detector(compiled, categories, threshold) for _ in range(instances)]
-    http, grpc_, metrics = _free_ports(3)
+    http, grpc_, metrics = free_ports(3)
     config = TritonConfig(http_address="127.0.0.1", http_port=http, grpc_address="127.0.0.1", grpc_port=grpc_,
                           metrics_address="127.0.0.1", metrics_port=metrics, log_verbose=0)
     outputs = {"num_detections": (np.int32, (-1, 1)), "detection_boxes": (np.float32, (-1, -1, 4)),

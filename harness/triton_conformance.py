@@ -5,7 +5,7 @@ Runs in the peer's environment (``.venv-peer``, ``make peer``: PyPI's ``nvidia-p
 so start it with ``LD_LIBRARY_PATH`` set to the venv Python's library folder::
 
     LD_LIBRARY_PATH=$(.venv-peer/bin/python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))') \\
-        .venv-peer/bin/python harness/triton_conformance.py --http 127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
+        .venv-peer/bin/python -m harness.triton_conformance --http 127.0.0.1:8080 --grpc 127.0.0.1:9090 \\
         --image photo.jpg
 
 It starts Triton on free 127.0.0.1 ports with a model named like this service's default and
@@ -14,14 +14,14 @@ stand-in that answers no detections: what is compared is the protocol (health, m
 shapes and datatypes of an answer, and how each bad request is refused), not the model. Every
 call runs over REST and gRPC against both servers, and one JSON line per call says what each
 server gave: an outline of a success (output names, datatypes, ranks, the batch dimension) or the
-error's HTTP status or gRPC code. Imports nothing of the project.
+error's HTTP status or gRPC code. Run from the repository's root; of the project it imports only
+:mod:`harness.ports` (the standard library).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import socket
 import struct
 import sys
 import urllib.error
@@ -31,24 +31,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from harness.ports import free_ports
+
 OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes", "detection_labels")
 OUTPUT_TYPES = {"num_detections": (np.int32, (-1, 1)), "detection_boxes": (np.float32, (-1, -1, 4)),
                 "detection_scores": (np.float32, (-1, -1)), "detection_classes": (np.int32, (-1, -1)),
                 "detection_labels": (np.bytes_, (-1, -1))}
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free 127.0.0.1 ports: every probe stays bound until all are chosen (probes
-    closed one by one may be handed the same port twice). harness/ports.py is the project's own; this
-    program imports nothing of the project."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 def _no_detections(requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -70,7 +58,7 @@ def start_triton(model: str):
     from pytriton.model_config import ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-    http, grpc_, metrics = _free_ports(3)
+    http, grpc_, metrics = free_ports(3)
     config = TritonConfig(http_address="127.0.0.1", http_port=http, grpc_address="127.0.0.1", grpc_port=grpc_,
                           metrics_address="127.0.0.1", metrics_port=metrics, log_verbose=0)
     # pytriton puts the repository and statistics APIs behind a token of its own by default; Triton

@@ -97,7 +97,7 @@ def _convert(export: Path, folder: Path) -> tuple[Path, Path]:
 
 
 def _peer_run(arguments: list[str]) -> str:
-    result = subprocess.run([str(PEER_PYTHON), str(REPO_ROOT / "harness" / "peer_triton.py"), *arguments],
+    result = subprocess.run([str(PEER_PYTHON), "-m", "harness.peer_triton", *arguments], cwd=REPO_ROOT,
                             capture_output=True, text=True, env=peer_env())
     if result.returncode:
         raise SystemExit(f"the peer's {arguments[0]} failed:\n{result.stderr[-3000:]}")

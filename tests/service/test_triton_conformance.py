@@ -24,10 +24,10 @@ def _conformance(service, shared_dir: Path) -> dict[str, dict]:
     if not PEER_PYTHON.is_file():
         pytest.fail(f"{PEER_PYTHON} is missing: make peer (make test makes it)")
     result = subprocess.run(
-        [str(PEER_PYTHON), str(REPO_ROOT / "harness" / "triton_conformance.py"), "--http",
+        [str(PEER_PYTHON), "-m", "harness.triton_conformance", "--http",
          service.http_url.removeprefix("http://"), "--grpc", service.grpc_target, "--model", "yolov5s",
          "--image", str(shared_dir / "eval" / "images" / DOG)],
-        capture_output=True, text=True, timeout=600, env=peer_env(),
+        capture_output=True, text=True, timeout=600, env=peer_env(), cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return {line["call"]: line for line in map(json.loads, (l for l in result.stdout.splitlines() if l.startswith("{\"call\"")))}
