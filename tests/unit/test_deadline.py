@@ -47,9 +47,9 @@ def test_the_header_sets_the_deadline_and_a_routes_default_applies_without_it():
 
     app = Flask(__name__)
     with app.test_request_context(headers={"X-Request-Timeout-Ms": "250"}):
-        assert 0.24 < caller_deadline(100) - time.monotonic() <= 0.25  # the caller's own wins over the default
+        assert 0.15 < caller_deadline(100) - time.monotonic() <= 0.25  # the caller's own wins over the default
     with app.test_request_context():
         assert caller_deadline() is None
-        assert 0.09 < caller_deadline(100) - time.monotonic() <= 0.1  # DETECTOR_DEEPSTACK_DEADLINE_MS
+        assert 0.0 < caller_deadline(100) - time.monotonic() <= 0.1  # DETECTOR_DEEPSTACK_DEADLINE_MS
     with app.test_request_context(headers={"X-Request-Timeout-Ms": "soon"}), pytest.raises(InvalidRequest):
         caller_deadline(100)

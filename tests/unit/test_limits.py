@@ -27,7 +27,7 @@ def test_admission_refuses_the_slot_after_the_last_at_once():
         with pytest.raises(Overloaded) as refused:
             with admission.slot():
                 pass
-        assert time.perf_counter() - started < 0.1
+        assert time.perf_counter() - started < 1.0  # a refusal, not a wait (a wait would last until a slot frees)
         assert refused.value.retry_after == 1
     with admission.slot():
         pass
