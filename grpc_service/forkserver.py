@@ -180,9 +180,9 @@ def server_title(request: dict) -> str:
     supervisord names each program in its environment (``SUPERVISOR_PROCESS_NAME``); a program
     started by hand is named by its pid.
     """
-    name = request.get("env", {}).get("SUPERVISOR_PROCESS_NAME")
-    program = f"{name}, pid {request.get('pid')}" if name else f"pid {request.get('pid')}"
-    return f"grpc_service server (forked for {program})"
+    program = f"pid {request['pid']}"
+    name = request["env"].get("SUPERVISOR_PROCESS_NAME")
+    return f"grpc_service server (forked for {f'{name}, {program}' if name else program})"
 
 
 def _die_with_program(lifeline: int) -> None:

@@ -27,11 +27,6 @@ from tests.conftest import REPO_ROOT
 SHARED_IMPORT_MIB = 64  # cuBLASLt's static data alone is 81 MiB, written as torch loads
 
 
-def _gone(pid: int) -> bool:
-    """Exited, even if not reaped yet: a server whose fork server has restarted is reparented to init, which may reap it late."""
-    return not procfs.running(pid)
-
-
 def test_both_grpc_servers_are_forked_from_one_interpreter_and_share_its_torch(service, image_server):
     servers = [service.grpc_server_pid(program) for program in ("grpc", "grpc2")]
     for program, server in zip(("grpc", "grpc2"), servers):
@@ -58,7 +53,7 @@ def test_a_grpc_program_killed_outright_takes_its_server_with_it_and_comes_back(
     url = image_server.url("/images/darknet_dog.jpg")
     program, server = own_service.program_pid("grpc"), own_service.grpc_server_pid("grpc")
     os.kill(program, signal.SIGKILL)
-    wait_until(lambda: _gone(server), 5, f"server {server} outlived its program {program}")
+    wait_until(lambda: not procfs.running(server), 5, f"server {server} outlived its program {program}")
     wait_until(lambda: own_service.grpc_serving() and " RUNNING " in own_service.supervisorctl("status", "grpc")
                and own_service.program_pid("grpc") != program, 60, "grpc did not come back")
     assert own_service.grpc_server_pid("grpc") != server
@@ -71,11 +66,12 @@ def test_restarting_the_fork_server_spares_the_servers_and_the_next_server_comes
     old = own_service.program_pid("grpc-forkserver")
     assert "started" in own_service.supervisorctl("restart", "grpc-forkserver")
     assert own_service.program_pid("grpc-forkserver") != old
-    assert not any(_gone(pid) for pid in servers.values())
+    assert all(procfs.running(pid) for pid in servers.values())
     assert "dog" in own_service.predict_grpc(url)
     # The orphaned servers still answer to their programs: a restart stops the old and forks anew.
     assert "started" in own_service.supervisorctl("restart", "grpc2")
-    wait_until(lambda: _gone(servers["grpc2"]), 5, "the old grpc2 server outlived its restart")
+    # A zombie counts as gone: a server whose fork server restarted is reparented to init, which may reap it late.
+    wait_until(lambda: not procfs.running(servers["grpc2"]), 5, "the old grpc2 server outlived its restart")
     assert procfs.stat(own_service.grpc_server_pid("grpc2")).ppid == own_service.program_pid("grpc-forkserver")
     assert "exited" not in own_service.supervisorctl("status")
     assert "dog" in own_service.predict_grpc(url)
