@@ -73,6 +73,7 @@ def test_the_index_lists_every_version_and_its_state_over_both_transports(servic
     over_grpc = _stub(service).RepositoryIndex(pb.RepositoryIndexRequest(ready=True), timeout=10)
     assert [(m.name, m.version, m.state) for m in over_grpc.models] == [("spare", "1", "READY"),
                                                                      ("yolov5s", "1", "READY")]
+    assert _serving(service, "spare") == _serving(service, "yolov5s") == service.model_processes
     refused = _post(service, "/v2/repository/index", {"ready": "yes"})
     assert refused.status_code == 400 and "boolean" in refused.json()["error"]
 
@@ -103,6 +104,7 @@ def test_unload_reaches_every_process_and_load_brings_the_model_back(service, im
     # One HTTP worker took the call; the other and the gRPC processes follow through the change file,
     # not an hourly rescan.
     assert _until(lambda: not _grpc_ready(service, "spare")) < 5
+    assert _until(lambda: _serving(service, "spare") == 0) < 5
 
     def gone() -> bool:
         answer = requests.post(f"{service.http_url}/v1/detect", json={"url": image_server.url(f"/images/{DOG}"),
@@ -119,7 +121,15 @@ def test_unload_reaches_every_process_and_load_brings_the_model_back(service, im
                                        metadata=[("authorization", f"Bearer {TOKEN}")], timeout=300)
     assert _until(lambda: requests.get(f"{service.http_url}/v2/models/spare/ready", timeout=10).status_code == 200,
                   timeout=120) < 120
+    # The process that took the load serves at once; the others load on their change-file check.
+    # Later tests ask any of them (the statistics list ``spare``), so wait until every one serves it.
+    assert _until(lambda: _serving(service, "spare") == service.model_processes, timeout=120) < 120
     assert service.predict_grpc(image_server.url(f"/images/{DOG}"))  # /predict never stopped meanwhile
+
+
+def _serving(service: ServiceProcess, name: str) -> float:
+    """How many serving processes (HTTP workers, gRPC servers) have version 1 of ``name`` loaded."""
+    return service.metric("app_model_versions_loaded", model=name, version="1")
 
 
 def service_repository(service: ServiceProcess) -> Path:
