@@ -161,3 +161,57 @@ def test_a_hung_name_lookup_ends_at_the_deadline(monkeypatch):
         assert time.monotonic() - started < 2.0
     finally:
         release.set()
+
+
+def _timed_out_after(fetcher: Fetcher, url: str, timeout: float) -> float:
+    """Seconds until ``url`` (whose headers never end) is given up as out of time."""
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match="fetching the image ran out of time"):
+        fetcher.fetch(url, timeout=timeout)
+    return time.monotonic() - started
+
+
+def _patient() -> Fetcher:
+    """A fetcher whose read timeout never trips on a byte every 0.2 s: only the deadline ends a drip."""
+    return Fetcher(FetchPolicy(connect_timeout=2, read_timeout=30, deadline=30, allowlist=("127.0.0.1",)))
+
+
+def test_one_thread_keeps_the_deadline_of_every_fetch(fetcher, image_server):
+    """A timer thread per fetch cost about 150 us a request; one thread per process serves them all."""
+    for _ in range(20):
+        fetcher.fetch(image_server.url("/case/photo.jpg"))
+    assert [thread.name for thread in threading.enumerate()].count("fetch-deadlines") == 1
+
+
+def test_a_short_deadline_is_not_held_behind_a_longer_one_set_earlier(image_server):
+    fetcher, url = _patient(), image_server.url("/case/drip-headers")
+    longer: list[float] = []
+    waiting = threading.Thread(target=lambda: longer.append(_timed_out_after(fetcher, url, 4.0)))
+    waiting.start()
+    time.sleep(0.3)
+    assert _timed_out_after(fetcher, url, 0.5) < 0.5 + 1.0
+    waiting.join(15)
+    assert longer and 4.0 - 0.05 <= longer[0] < 4.0 + 1.5
+
+
+def _fetch_in_child(url: str, photo: str, answers) -> None:
+    fetcher = _patient()
+    answers.put((len(fetcher.fetch(photo).data), _timed_out_after(fetcher, url, 0.8)))
+
+
+def test_a_process_forked_after_fetching_resolves_and_keeps_deadlines(image_server):
+    """gunicorn and the gRPC fork server fork before any fetch; a fork after one must still work."""
+    import multiprocessing
+
+    photo = image_server.url("/case/photo.jpg")
+    assert _patient().fetch(photo).data  # the parent's deadline thread and resolver threads now run
+    fork = multiprocessing.get_context("fork")
+    answers = fork.Queue()
+    child = fork.Process(target=_fetch_in_child, args=(image_server.url("/case/drip-headers"), photo, answers))
+    child.start()
+    try:
+        size, seconds = answers.get(timeout=20)
+    finally:
+        child.kill()
+        child.join()
+    assert size > 0 and seconds < 0.8 + 1.0
