@@ -267,21 +267,10 @@ def is_public(address: IPAddress) -> bool:
 
 
 def resolve_checked(host: str, port: int, allowlist: Allowlist, timeout: float | None = None) -> IPAddress:
-    """Resolve once and return an address that may be contacted; every answer must pass.
-
-    getaddrinfo has no timeout of its own, so it runs on a small pool and the caller stops
-    waiting after ``timeout``; a hung lookup then occupies a resolver thread, not a request.
-    """
-    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    try:
-        infos = lookup.result(timeout=timeout)
-    except FutureTimeout:
-        raise UpstreamTimeout(f"resolving {host!r} ran out of time") from None
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UpstreamError(f"could not resolve host {host!r}: {exc}") from None
+    """Resolve once and return an address that may be contacted; every answer must pass."""
     addresses = []
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+    for answer in _lookup(host, port, timeout):
+        address = ipaddress.ip_address(answer.split("%")[0])
         if not (is_public(address) or allowlist.allows(host, address)):
             # The caller is not told which address a name resolves to: that would map internal DNS.
             log.warning("refused %r: it resolves to the non-public address %s", host, address)
@@ -293,6 +282,27 @@ def resolve_checked(host: str, port: int, allowlist: Allowlist, timeout: float |
     if not addresses:
         raise UpstreamError(f"host {host!r} has no address")
     return addresses[0]
+
+
+def _lookup(host: str, port: int, timeout: float | None) -> list[str]:
+    """The addresses ``host`` names: a literal address (a camera's 192.168.1.20) as it is, a name
+    through getaddrinfo.
+
+    getaddrinfo has no timeout of its own, so it runs on a small pool and the caller stops
+    waiting after ``timeout``; a hung lookup then occupies a resolver thread, not a request.
+    A literal needs neither: handing it to a pool thread and back costs a scheduling round trip.
+    """
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        return [info[4][0] for info in lookup.result(timeout=timeout)]
+    except FutureTimeout:
+        raise UpstreamTimeout(f"resolving {host!r} ran out of time") from None
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UpstreamError(f"could not resolve host {host!r}: {exc}") from None
 
 
 class Fetcher:

@@ -196,7 +196,8 @@ def test_a_short_deadline_is_not_held_behind_a_longer_one_set_earlier(image_serv
 
 def _fetch_in_child(url: str, photo: str, answers) -> None:
     fetcher = _patient()
-    answers.put((len(fetcher.fetch(photo).data), _timed_out_after(fetcher, url, 0.8)))
+    looked_up = resolve_checked("localhost", 80, Allowlist(("localhost",)), timeout=5)
+    answers.put((str(looked_up), len(fetcher.fetch(photo).data), _timed_out_after(fetcher, url, 0.8)))
 
 
 def test_a_process_forked_after_fetching_resolves_and_keeps_deadlines(image_server):
@@ -204,14 +205,33 @@ def test_a_process_forked_after_fetching_resolves_and_keeps_deadlines(image_serv
     import multiprocessing
 
     photo = image_server.url("/case/photo.jpg")
-    assert _patient().fetch(photo).data  # the parent's deadline thread and resolver threads now run
+    assert _patient().fetch(photo).data  # the parent's deadline thread now runs
+    assert resolve_checked("localhost", 80, Allowlist(("localhost",)))  # and its resolver threads
     fork = multiprocessing.get_context("fork")
     answers = fork.Queue()
     child = fork.Process(target=_fetch_in_child, args=(image_server.url("/case/drip-headers"), photo, answers))
     child.start()
     try:
-        size, seconds = answers.get(timeout=20)
+        looked_up, size, seconds = answers.get(timeout=20)
     finally:
         child.kill()
         child.join()
-    assert size > 0 and seconds < 0.8 + 1.0
+    assert looked_up in ("127.0.0.1", "::1") and size > 0 and seconds < 0.8 + 1.0
+
+
+@pytest.mark.parametrize("literal, allowed", [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("8.8.8.8", None),
+                                              ("2001:4860:4860::8888", None)])
+def test_a_literal_address_is_checked_without_a_lookup(monkeypatch, literal, allowed):
+    """Cameras are often addressed by IP: no resolver thread, the same checks."""
+    import socket
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("a literal address went to getaddrinfo")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    assert str(resolve_checked(literal, 80, Allowlist((allowed,) if allowed else ()))) == literal
+    if allowed:
+        with pytest.raises(AddressNotAllowed):
+            resolve_checked(literal, 80, Allowlist(()))
+    with pytest.raises(AddressNotAllowed):
+        resolve_checked("::ffff:10.0.0.1", 80, Allowlist(()))
