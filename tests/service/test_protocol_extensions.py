@@ -16,6 +16,7 @@ import grpc
 import pytest
 import requests
 
+from harness.polling import wait_until
 from harness.service_process import ServiceProcess, add_version
 from tests.conftest import REPO_ROOT
 
@@ -52,14 +53,6 @@ def _grpc_ready(service: ServiceProcess, name: str) -> bool:
     from proto import grpc_inference_pb2 as pb
 
     return _stub(service).ModelReady(pb.ModelReadyRequest(name=name), timeout=10).ready
-
-
-def _until(condition, timeout: float = 15.0) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"not within {timeout} s"
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def test_the_index_lists_every_version_and_its_state_over_both_transports(service):
@@ -103,8 +96,8 @@ def test_unload_reaches_every_process_and_load_brings_the_model_back(service, im
                  token=TOKEN).status_code == 200
     # One HTTP worker took the call; the other and the gRPC processes follow through the change file,
     # not an hourly rescan.
-    assert _until(lambda: not _grpc_ready(service, "spare")) < 5
-    assert _until(lambda: _serving(service, "spare") == 0) < 5
+    wait_until(lambda: not _grpc_ready(service, "spare"), 5, "gRPC says spare is not ready")
+    wait_until(lambda: _serving(service, "spare") == 0, 5, "no process serves spare")
 
     def gone() -> bool:
         answer = requests.post(f"{service.http_url}/v1/detect", json={"url": image_server.url(f"/images/{DOG}"),
@@ -112,18 +105,18 @@ def test_unload_reaches_every_process_and_load_brings_the_model_back(service, im
         return answer.status_code == 404 and answer.json()["error"]["code"] == "model_not_found"
 
     # Both workers: a few calls in a row, all refused.
-    assert _until(lambda: all(gone() for _ in range(4))) < 5
+    wait_until(lambda: all(gone() for _ in range(4)), 5, "HTTP refuses spare as model_not_found")
     assert _post(service, "/v2/repository/index").json()[0] == {
         "name": "spare", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded by an operator"}
     assert (service_repository(service) / "spare" / ".unloaded").is_file()
 
     _stub(service).RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="spare"),
                                        metadata=[("authorization", f"Bearer {TOKEN}")], timeout=300)
-    assert _until(lambda: requests.get(f"{service.http_url}/v2/models/spare/ready", timeout=10).status_code == 200,
-                  timeout=120) < 120
+    wait_until(lambda: requests.get(f"{service.http_url}/v2/models/spare/ready", timeout=10).status_code == 200,
+               120, "HTTP says spare is ready")
     # The process that took the load serves at once; the others load on their change-file check.
     # Later tests ask any of them (the statistics list ``spare``), so wait until every one serves it.
-    assert _until(lambda: _serving(service, "spare") == service.model_processes, timeout=120) < 120
+    wait_until(lambda: _serving(service, "spare") == service.model_processes, 120, "every process serves spare")
     assert service.predict_grpc(image_server.url(f"/images/{DOG}"))  # /predict never stopped meanwhile
 
 

@@ -18,6 +18,7 @@ import grpc
 import pytest
 import requests
 
+from harness.polling import wait_until
 from harness.service_process import ServiceProcess, error_details, peak_rss_mib
 from harness.slow_clients import dripping_connections
 
@@ -60,12 +61,8 @@ def tight_service(yolov5_dir, image_server, tmp_path_factory):
 
 
 def _wait_in_flight(service: ServiceProcess, transport: str, count: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.metric("app_requests_in_flight", transport=transport) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{count} {transport} predictions never got in flight")
+    wait_until(lambda: service.metric("app_requests_in_flight", transport=transport) >= count, timeout,
+               f"{count} {transport} predictions in flight", every=0.05)
 
 
 @contextlib.contextmanager
@@ -193,15 +190,12 @@ def test_a_graceful_reload_under_load_fails_no_request(tight_service, image_serv
         thread.start()
     time.sleep(1.0)
     assert "http: signalled" in service.supervisorctl("signal", "HUP", "http")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        workers = service.http_worker_pids()
-        if workers and not set(workers) & set(old_workers):
-            break
-        time.sleep(0.2)
-    time.sleep(2.0)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert workers and not set(workers) & set(old_workers), "the workers were not replaced"
+    try:
+        wait_until(lambda: (workers := service.http_worker_pids()) and not set(workers) & set(old_workers), 60,
+                   "new gunicorn workers replace the old ones", every=0.2)
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
     assert len(statuses) > 10 and set(statuses) == {200}, statuses
