@@ -11,6 +11,10 @@ throughput and errors per transport and level, the service's peak RSS (from
 server) on free 127.0.0.1 ports for the run and stops it after, with
 ``--env NAME=VALUE`` settings (e.g. ``DETECTOR_PRECISION=fp32``).
 
+``--grpc-channels 1,4`` measures gRPC twice: over one channel, as most clients call, and over four
+connections, each client thread keeping to one (docs/api.md): a connection reaches one of the two
+gRPC servers, so one channel leaves the other idle.
+
 ``--mixed C`` then loads both transports at once, C clients each: the HTTP
 worker and the gRPC servers share the machine's cores, as under real traffic.
 
@@ -189,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=24, help="requests per transport and level")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per transport and level")
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("DETECTOR_RUN_DIR", "run")))
+    parser.add_argument("--grpc-channels", default="1", metavar="N[,N...]",
+                        help="gRPC over one channel (1, as most clients) or N, each client thread keeping to one "
+                             "(rows grpc/Nch): a connection reaches one of the two gRPC servers")
     parser.add_argument("--mixed", type=int, default=0, metavar="C",
                         help="then both transports at once, C clients each (--requests each)")
     parser.add_argument("--baseline", action="store_true", help="also measure the naive eager Mask R-CNN")
@@ -217,8 +224,9 @@ def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     transports: dict[str, Callable[[], Predict]] = {}
     if args.http:
         transports["http"] = lambda: http_predictor(args.http)
-    if args.grpc:
-        transports["grpc"] = lambda: grpc_predictor(args.grpc)
+    for channels in (int(c) for c in args.grpc_channels.split(",")) if args.grpc else ():
+        transports["grpc" if channels == 1 else f"grpc/{channels}ch"] = (
+            lambda channels=channels: grpc_predictor(args.grpc, channels))
     if args.protocols:
         if not (args.http and args.grpc):
             parser.error("--protocols needs both --http and --grpc (or --serve)")
