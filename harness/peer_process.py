@@ -36,7 +36,8 @@ class Peer:
     """Triton + OpenVINO, started for the run, stopped (with its process group) at the end.
 
     A start that fails is tried once more, on new ports; if that fails too, the error carries the
-    peer's own stderr (pytriton and Triton say there why they stopped).
+    peer's own stderr (pytriton and Triton say there why they stopped). The peer's stderr is kept
+    for its whole run: a run that ends in an error (a client that failed against it) prints it.
     """
 
     ATTEMPTS = 2
@@ -48,11 +49,12 @@ class Peer:
 
     def __enter__(self) -> "Peer":
         for attempt in range(1, self.ATTEMPTS + 1):
-            with tempfile.TemporaryFile("w+") as errors:
-                if self._start(errors):
-                    return self
-                errors.seek(0)
-                said = errors.read()[-3000:]
+            errors = tempfile.TemporaryFile("w+")
+            if self._start(errors):
+                self._errors = errors
+                return self
+            said = _last_words(errors)
+            errors.close()
             print(f"the peer did not start (attempt {attempt} of {self.ATTEMPTS})", file=sys.stderr)
         raise SystemExit(f"the peer did not start; its last words:\n{said}")
 
@@ -72,10 +74,16 @@ class Peer:
             if line.startswith("{"):
                 self.http = json.loads(line)["http"]
                 return True
-        self.__exit__(None, None, None)
+        self._stop()
         return False
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._stop()
+        if kind is not None:
+            print(f"the peer's last words:\n{_last_words(self._errors)}", file=sys.stderr)
+        self._errors.close()
+
+    def _stop(self) -> None:
         try:
             os.killpg(self._process.pid, signal.SIGTERM)
             self._process.wait(30)
@@ -84,3 +92,9 @@ class Peer:
         except subprocess.TimeoutExpired:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
+
+
+def _last_words(errors: IO[str]) -> str:
+    """The end of what the peer wrote to ``errors``."""
+    errors.seek(0)
+    return errors.read()[-3000:]

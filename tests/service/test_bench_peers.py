@@ -2,8 +2,9 @@
 
 A benchmark prints numbers and asserts no speed. What is checked: the peer is a real detector
 (its int8 model, quantized by NNCF here, scores on the public labels like a detector, not like
-noise), this service keeps its own score, and no request failed on either side; and a peer that
-cannot start (harness/peer_process.py) is tried again and its own error shown.
+noise), this service keeps its own score, and no request failed on either side; a peer that
+cannot start (harness/peer_process.py) is tried again and its own error shown; and a run that
+fails against a started peer shows what the peer said.
 """
 
 from __future__ import annotations
@@ -50,3 +51,24 @@ def test_a_peer_that_cannot_start_is_tried_twice_and_its_own_error_shown(tmp_pat
     assert message.startswith("the peer did not start; its last words:")
     assert "Traceback" in message and "Error" in message.splitlines()[-1], message
     assert capsys.readouterr().err.count("the peer did not start (attempt") == 2
+
+
+def test_a_run_that_fails_against_a_started_peer_shows_what_the_peer_said(tmp_path, monkeypatch, capsys):
+    """The peer's stderr outlives its start: a client failing mid-run is explained by the peer's own words."""
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!{sys.executable}
+import os, sys, time
+if sys.argv[1] == "-c":  # peer_env() asks the peer's Python for its library folder
+    os.execv({sys.executable!r}, [{sys.executable!r}, *sys.argv[1:]])
+print('{{"http": "127.0.0.1:1"}}', flush=True)
+print("the model server fell over: out of shared memory", file=sys.stderr, flush=True)
+time.sleep(60)
+""")
+    fake.chmod(0o755)
+    monkeypatch.setattr(peer_process, "PEER_PYTHON", fake)
+    with pytest.raises(SystemExit, match="the client failed"):
+        with peer_process.Peer(tmp_path / "model.xml", tmp_path / "names.json", instances=1, hint="LATENCY") as peer:
+            assert peer.http == "127.0.0.1:1"
+            raise SystemExit("the client failed against the peer")
+    said = capsys.readouterr().err
+    assert "the peer's last words:" in said and "out of shared memory" in said, said
