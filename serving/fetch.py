@@ -43,7 +43,13 @@ from common.errors import AddressNotAllowed, ImageTooLarge, InvalidURL, Upstream
 
 log = logging.getLogger(__name__)
 
-_RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="resolve")
+
+def _resolver() -> ThreadPoolExecutor:
+    """The small pool name lookups run on (resolve_checked); a forked child makes its own."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="resolve")
+
+
+_RESOLVER = _resolver()
 # The watchdog of the fetch running in this context; connections register their sockets with it.
 _WATCHDOG: ContextVar["_Watchdog | None"] = ContextVar("fetch_watchdog", default=None)
 
@@ -55,12 +61,13 @@ class _Watchdog:
     never trips them. Shutting the socket down makes the blocked read return at once.
     """
 
-    def __init__(self, seconds: float):
+    def __init__(self, due: float):
+        """``due``: the fetch's deadline, ``time.monotonic()`` time."""
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.expired = False
         self.finished = False
-        self.due = time.monotonic() + seconds
+        self.due = due
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -116,16 +123,17 @@ class _Deadlines:
 
     def _run(self) -> None:
         while True:
-            with self._changed:
-                while True:
-                    while self._due and self._due[0][2].finished:
-                        heapq.heappop(self._due)
-                    wait = self._due[0][0] - time.monotonic() if self._due else None
-                    if wait is not None and wait <= 0:
-                        _, _, watchdog = heapq.heappop(self._due)
-                        break
-                    self._changed.wait(wait)
-            watchdog.expire()
+            self._next_expired().expire()
+
+    def _next_expired(self) -> _Watchdog:
+        """Wait until the earliest deadline of a fetch still running passes; that fetch's watchdog."""
+        with self._changed:
+            while True:
+                while self._due and self._due[0][2].finished:
+                    heapq.heappop(self._due)
+                if self._due and self._due[0][0] <= time.monotonic():
+                    return heapq.heappop(self._due)[2]
+                self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
 
 
 _DEADLINES = _Deadlines()
@@ -136,7 +144,7 @@ def _after_fork_in_child() -> None:
     afresh (the parent's pool counts its idle threads, and would never start one in the child)."""
     global _DEADLINES, _RESOLVER
     _DEADLINES = _Deadlines()
-    _RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="resolve")
+    _RESOLVER = _resolver()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -316,7 +324,7 @@ class Fetcher:
         """Download ``url``; ``timeout`` (e.g. a gRPC client's deadline) can only shorten the policy's."""
         budget = self.policy.deadline if timeout is None else min(self.policy.deadline, timeout)
         deadline = time.monotonic() + budget
-        with _Watchdog(budget) as watchdog:
+        with _Watchdog(deadline) as watchdog:
             try:
                 fetched = self._fetch(url, deadline)
             except UpstreamError:
