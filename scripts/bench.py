@@ -224,9 +224,10 @@ def measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     transports: dict[str, Callable[[], Predict]] = {}
     if args.http:
         transports["http"] = lambda: http_predictor(args.http)
-    for channels in (int(c) for c in args.grpc_channels.split(",")) if args.grpc else ():
-        transports["grpc" if channels == 1 else f"grpc/{channels}ch"] = (
-            lambda channels=channels: grpc_predictor(args.grpc, channels))
+    if args.grpc:
+        for channels in map(int, args.grpc_channels.split(",")):
+            transports["grpc" if channels == 1 else f"grpc/{channels}ch"] = (
+                lambda channels=channels: grpc_predictor(args.grpc, channels))
     if args.protocols:
         if not (args.http and args.grpc):
             parser.error("--protocols needs both --http and --grpc (or --serve)")
